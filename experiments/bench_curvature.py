@@ -1,0 +1,200 @@
+"""Benchmark: a Hessian-vector product against an SGD step, same model, same batch, same run.
+
+Times, per batch size (median over ``--iters`` after ``--warmup``; CUDA events on the GPU, perf_counter with
+synchronisation on the CPU):
+
+- ``sgd/<variant>``: zero_grad, forward, backward, optimizer step (train-mode BatchNorm, running stats updated);
+  variants NCHW, channels_last and, on CUDA, the whole step captured in a CUDA graph;
+- ``hv_toolkit/<method>/<variant>``: :func:`hessreg.curvature.hvp_function` (``fwd``: jvp over grad; ``rev``:
+  double backward), train-mode BatchNorm with frozen running stats, same memory-format and CUDA-graph variants;
+- ``hv_double_backward/<variant>``: what PyHessian does: ``autograd.grad(loss, create_graph=True)`` then
+  ``autograd.grad(g, θ, v)``;
+- ``probe_vmap<k>/<variant>``: k Hutchinson probes in one vmapped forward-over-reverse product, time per probe.
+
+Ratios use the *fastest* SGD variant (DESIGN §7: a slower baseline flatters them): ``hv_toolkit_over_sgd`` (the
+fastest toolkit variant) and ``hv_double_backward_over_sgd``. The goal is Hv ≤ 3× an SGD step.
+
+    python experiments/bench_curvature.py --device cuda --out results/bench_curvature.json
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hessreg import curvature as C  # noqa: E402
+from hessreg.models import build_model, frozen_stats  # noqa: E402
+
+
+def time_ms(fn: Callable[[], object], device: torch.device, warmup: int, iters: int) -> float:
+    """Median milliseconds per call after warm-up."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize(device)
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def cuda_graphed(fn: Callable[[], object], warmup: int = 3) -> Callable[[], None]:
+    """Capture ``fn`` (static inputs, allocations from the graph pool) and return the replay."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(warmup):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
+
+
+def sgd_step_fn(model: nn.Module, x: Tensor, y: Tensor) -> Callable[[], None]:
+    opt = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return step
+
+
+def double_backward_fn(model: nn.Module, x: Tensor, y: Tensor, v: list[Tensor]) -> Callable[[], tuple]:
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def hv() -> tuple:
+        with frozen_stats(model):
+            g = torch.autograd.grad(F.cross_entropy(model(x), y), params, create_graph=True)
+            return torch.autograd.grad(g, params, v)
+    return hv
+
+
+def variants(model: nn.Module, x: Tensor, device: torch.device) -> dict[str, tuple[nn.Module, Tensor]]:
+    """NCHW and channels_last copies of the model (4D inputs only), each with its input."""
+    out = {"nchw": (model, x)}
+    if x.dim() == 4:
+        out["channels_last"] = (copy.deepcopy(model).to(memory_format=torch.channels_last),
+                                x.contiguous(memory_format=torch.channels_last))
+    return out
+
+
+def bench_batch(model: nn.Module, batch: int, device: torch.device, shape: tuple[int, int, int],
+                num_classes: int, warmup: int, iters: int, graphs: bool, probe_batch: int) -> dict:
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(batch, *shape, generator=g, device=device)
+    y = torch.randint(0, num_classes, (batch,), generator=g, device=device)
+    v = {n: torch.randn(t.shape, generator=g, device=device, dtype=t.dtype) for n, t in C.select_params(model).items()}
+    times, failed, outputs = {}, {}, {}
+
+    def record(name: str, fn: Callable[[], object], graph: bool = False) -> None:
+        try:
+            times[name] = time_ms(cuda_graphed(fn) if graph else fn, device, warmup, iters)
+            if not graph and name.startswith("hv_"):
+                outputs[name] = fn()
+        except Exception as e:  # a variant the hardware or torch version rejects is reported, not fatal
+            failed[name] = f"{type(e).__name__}: {e}"[:300]
+
+    for fmt, (m, xf) in variants(model, x, device).items():
+        sgd_model = copy.deepcopy(m).train()
+        record(f"sgd/{fmt}", sgd_step_fn(sgd_model, xf, y))
+        if graphs:
+            record(f"sgd/{fmt}/cuda_graph", sgd_step_fn(copy.deepcopy(m).train(), xf, y), graph=True)
+        m.train()
+        for method in C.HVP_METHODS:
+            hv = C.hvp_function(m, train_mode=True, method=method)
+            fn = (lambda hv=hv, m=m, xf=xf, v=v: list(hv(xf, y, v).values()))
+            record(f"hv_toolkit/{method}/{fmt}", fn)
+            if graphs:
+                record(f"hv_toolkit/{method}/{fmt}/cuda_graph", fn, graph=True)
+        record(f"hv_double_backward/{fmt}", double_backward_fn(m, xf, y, list(v.values())))
+        if probe_batch > 1:  # Hutchinson's probes batched with vmap: time per probe (not an Hv of its own)
+            V = {n: t.expand(probe_batch, *t.shape).contiguous() for n, t in v.items()}
+            record(f"probe_vmap{probe_batch}/{fmt}", lambda m=m, xf=xf, V=V: C.matvec(
+                "H", m, (xf, y), V, train_mode=True, batched=True))
+            if f"probe_vmap{probe_batch}/{fmt}" in times:
+                times[f"probe_vmap{probe_batch}/{fmt}"] /= probe_batch
+
+    def fastest(prefix: str) -> str:
+        return min((k for k in times if k.startswith(prefix)), key=times.__getitem__)
+    sgd, tool, dbl = fastest("sgd/"), fastest("hv_toolkit/"), fastest("hv_double_backward/")
+    ref = torch.cat([t.flatten() for t in outputs["hv_double_backward/nchw"]])  # the same v everywhere
+    agree = {k: ((torch.cat([t.flatten() for t in o]) - ref).norm() / ref.norm()).item()
+             for k, o in outputs.items()}
+    return {"batch": batch, "times_ms": times, "failed": failed, "sgd_fastest": sgd, "hv_toolkit_fastest": tool,
+            "hv_double_backward_fastest": dbl, "hv_toolkit_over_sgd": times[tool] / times[sgd],
+            "hv_double_backward_over_sgd": times[dbl] / times[sgd], "goal_met": times[tool] <= 3 * times[sgd],
+            "relative_difference_to_double_backward": agree}
+
+
+def run_benchmark(model: str = "wrn-16-4", device: str = "cuda", batch_sizes: list[int] = (128, 1024),
+                  warmup: int = 5, iters: int = 20, image_size: int = 28, in_channels: int = 1,
+                  num_classes: int = 10, activation: str = "gelu", cuda_graphs: bool = True,
+                  tf32: bool = True, probe_batch: int = 8) -> dict:
+    """Run every variant at every batch size; returns a JSON-ready record with provenance."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.manual_seed(0)
+    net = build_model(model, num_classes, in_channels, image_size, activation).to(dev)
+    shape = (in_channels, image_size, image_size)
+    results = [bench_batch(net, b, dev, shape, num_classes, warmup, iters, cuda_graphs and dev.type == "cuda",
+                           probe_batch) for b in batch_sizes]
+    return {"model": model, "activation": activation, "device": dev.type, "probe_batch": probe_batch,
+            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+            "torch": torch.__version__, "dtype": "float32", "tf32": tf32 and dev.type == "cuda",
+            "bn_mode": "train (Hv with frozen running stats)", "warmup": warmup, "iters": iters,
+            "input_shape": list(shape), "results": results}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--model", default="wrn-16-4")
+    ap.add_argument("--activation", default="gelu")
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 1024])
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--image-size", type=int, default=28)
+    ap.add_argument("--in-channels", type=int, default=1)
+    ap.add_argument("--probe-batch", type=int, default=8, help="probes per vmapped Hv (1: skip)")
+    ap.add_argument("--no-cuda-graphs", action="store_true")
+    ap.add_argument("--no-tf32", action="store_true")
+    ap.add_argument("--out", type=Path, default=None, help="write the record as JSON here")
+    a = ap.parse_args(argv)
+    record = run_benchmark(a.model, a.device, a.batch_sizes, a.warmup, a.iters, a.image_size, a.in_channels,
+                           activation=a.activation, cuda_graphs=not a.no_cuda_graphs, tf32=not a.no_tf32,
+                           probe_batch=a.probe_batch)
+    for r in record["results"]:
+        print(f"batch {r['batch']}: Hv toolkit {r['hv_toolkit_over_sgd']:.2f}× SGD ({r['hv_toolkit_fastest']}), "
+              f"double backward {r['hv_double_backward_over_sgd']:.2f}× SGD; fastest SGD {r['sgd_fastest']} "
+              f"{r['times_ms'][r['sgd_fastest']]:.2f} ms; failed: {sorted(r['failed']) or 'none'}")
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(record, indent=2))
+    return record
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Step time of every method ÷ the fastest SGD step, same model, same batch, same run.
+
+    python experiments/bench_methods.py --device cuda --model wrn-16-4 --batch-size 128 --out bench.json
+
+Each timed step is the method's step (forward/backward passes) plus the optimizer step (SGD, momentum 0.9,
+weight decay 5e-4), on random data of Fashion-MNIST's shape (N, 1, 28, 28). SGD is timed in NCHW and in
+channels_last; the faster is the denominator and its memory format is used for every method. On a GPU the steps
+are timed with CUDA events after warm-up; on CPU with ``time.perf_counter``. Goals (the issue): SAM and NSO (k = 1)
+≤ 2.1×; PSAM, PUSAM, GN-PSAM and the GN-trace penalty ≤ 4×; the Hessian-trace penalty ≤ 8×.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torchvision
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hessreg.methods import METHODS, check_method  # noqa: E402
+from hessreg.models import build_model  # noqa: E402
+
+GOALS = {"sam": 2.1, "nso": 2.1, "psam": 4.0, "pusam": 4.0, "gn_psam": 4.0, "gn_trace": 4.0, "hessian_trace": 8.0}
+
+
+def _time_steps(model, opt, method, hparams, x, y, warmup: int, iters: int, device: torch.device) -> list[float]:
+    """Milliseconds per step (method step + optimizer step), one entry per timed iteration."""
+    def one():
+        opt.zero_grad(set_to_none=True)
+        method.step(model, x, y, F.cross_entropy, **hparams)
+        opt.step()
+
+    for _ in range(warmup):
+        one()
+    times = []
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        for _ in range(iters):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            one()
+            end.record()
+            torch.cuda.synchronize(device)
+            times.append(start.elapsed_time(end))
+    else:
+        for _ in range(iters):
+            t = time.perf_counter()
+            one()
+            times.append((time.perf_counter() - t) * 1e3)
+    return times
+
+
+def _setup(args, device, channels_last: bool):
+    torch.manual_seed(0)
+    model = build_model(args.model, 10, 1, 28, args.activation).to(device).train()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    x = torch.randn(args.batch_size, 1, 28, 28, device=device).to(memory_format=fmt)
+    y = torch.randint(0, 10, (args.batch_size,), device=device)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
+    return model, opt, x, y
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--model", default="wrn-16-4")
+    p.add_argument("--activation", default="gelu")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--methods", default=",".join(m for m in METHODS if m != "gradient_penalty"),
+                   help="comma-separated method names (default: all)")
+    p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=True,
+                   help="TF32 convolutions/matmuls on CUDA (as DESIGN §7 measured)")
+    p.add_argument("--out", default=None, help="write the result as JSON here")
+    args = p.parse_args(argv)
+
+    names = [m.strip() for m in args.methods.split(",") if m.strip()]
+    hparams = {name: check_method(name, {}) for name in names}  # bad names fail before any timing
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
+
+    sgd = METHODS["sgd"]
+    variants = {}
+    for channels_last in (False, True):
+        model, opt, x, y = _setup(args, device, channels_last)
+        variants[channels_last] = statistics.median(_time_steps(model, opt, sgd, {}, x, y, args.warmup,
+                                                                args.iters, device))
+    channels_last = min(variants, key=variants.get)
+    sgd_ms = variants[channels_last]
+
+    results = {}
+    for name in names:
+        model, opt, x, y = _setup(args, device, channels_last)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        ms = statistics.median(_time_steps(model, opt, METHODS[name], hparams[name], x, y, args.warmup,
+                                           args.iters, device))
+        results[name] = {"ms": ms, "ratio": ms / sgd_ms, "hparams": hparams[name], "goal": GOALS.get(name),
+                         "meets_goal": None if name not in GOALS else ms / sgd_ms <= GOALS[name]}
+        if device.type == "cuda":
+            results[name]["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
+        print(f"{name:22s} {ms:9.2f} ms  {ms / sgd_ms:6.2f}× SGD"
+              + (f"  (goal ≤ {GOALS[name]}×)" if name in GOALS else ""), flush=True)
+
+    out = {
+        "model": args.model, "activation": args.activation, "batch_size": args.batch_size,
+        "warmup": args.warmup, "iters": args.iters, "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "tf32": args.tf32 if device.type == "cuda" else None,
+        "sgd_ms": {"nchw": variants[False], "channels_last": variants[True]},
+        "denominator": {"channels_last": channels_last, "ms": sgd_ms},
+        "methods": results,
+        "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
+                     "python": platform.python_version(), "cuda": torch.version.cuda,
+                     "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None},
+    }
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=2))
+    return out
+
+
+if __name__ == "__main__":
+    main()

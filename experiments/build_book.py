@@ -1,0 +1,68 @@
+"""Render the book from executed chapters: stage the sources with the executed notebooks and the figures'
+CSV files into _build/src, then build HTML with Jupyter Book into _build/html (nothing is executed here).
+
+    python experiments/build_book.py --executed _build/executed [--strict]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def chapters_in_toc() -> list[str]:
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", [{"chapters": toc.get("chapters", [])}]):
+        files += [c["file"] for c in part.get("chapters", [])]
+    return files
+
+
+def stage(executed: Path, src: Path) -> None:
+    if src.exists():
+        shutil.rmtree(src)
+    (src / "book" / "data").mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(REPO / name, src / name)
+    for path in (REPO / "book").iterdir():
+        if path.suffix in (".md", ".bib", ".png", ".svg"):
+            shutil.copy(path, src / "book" / path.name)
+    missing = []
+    for entry in chapters_in_toc():
+        nb = Path(entry).with_suffix(".ipynb").name
+        if (REPO / "book" / nb).exists():
+            if not (executed / nb).exists():
+                missing.append(nb)
+            else:
+                shutil.copy(executed / nb, src / "book" / nb)
+    if missing:
+        sys.exit(f"not executed yet: {', '.join(missing)} (run `make book` or `make test`, which execute them)")
+    for csv in (REPO / "_build" / "figures").glob("*.csv"):
+        shutil.copy(csv, src / "book" / "data" / csv.name)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--executed", default=str(REPO / "_build" / "executed"))
+    ap.add_argument("--strict", action="store_true", help="warnings are errors")
+    args = ap.parse_args(argv)
+    src = REPO / "_build" / "src"
+    stage(Path(args.executed), src)
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(src), "--path-output", str(REPO)]
+    if args.strict:
+        cmd += ["--warningiserror", "--nitpick", "--keep-going"]
+    result = subprocess.run(cmd)
+    if result.returncode:
+        return result.returncode
+    print(f"\nThe book is at {REPO / '_build' / 'html' / 'index.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Run a chapter's grid straight through hessreg — no Jupyter needed (for a bare GPU machine).
+
+    python experiments/sweep.py 01_sgd_activations --scale full                 # the whole grid
+    python experiments/sweep.py 01_sgd_activations --scale full --shard 0/4     # one of 4 processes
+    python experiments/sweep.py 01_sgd_activations --scale full --set device=cuda --set seeds='[0]'
+
+Records go to the scale's store (``results/records`` for full and paper). Rerunning skips stored runs.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from hessreg import grids, results  # noqa: E402
+from hessreg.sweep import sweep  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("chapters", nargs="+", help=f"one or more of: {', '.join(grids.GRIDS)}")
+    ap.add_argument("--scale", default="full", choices=grids.SCALES)
+    ap.add_argument("--shard", default="0/1", help="i/n: run every n-th config starting at i")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
+    args = ap.parse_args(argv)
+    i, n = (int(v) for v in args.shard.split("/"))
+    configs = []
+    for chapter in args.chapters:
+        params = grids.load_params(chapter, args.scale)
+        for item in args.set:
+            name, _, value = item.partition("=")
+            if name not in params:
+                ap.error(f"unknown parameter {name!r}; valid: {', '.join(params)}")
+            params[name] = yaml.safe_load(value)
+        configs += grids.configs(chapter, params)  # every config validated before any training
+    df = sweep(configs, results.store_for(args.scale), shard=(i, n), desc=f"shard {i}/{n}")
+    print(f"{len(df)} of {len(configs)} runs stored in {df.attrs['store']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

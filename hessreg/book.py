@@ -1,0 +1,102 @@
+"""What a chapter notebook needs besides the science: parameter checks, the best records the repo holds,
+captions with provenance, figure data as CSV, and myst-nb glue.
+
+A chapter runs at the scale of its ``scale`` parameter. At smoke scale, when the committed store
+(``results/records``) already holds every run of the chapter's *full* grid, the chapter shows those records
+instead and trains nothing: the rendered book always shows the best results the repo holds, and says which.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from . import grids, results
+from .sweep import sweep
+
+REPO = Path(__file__).resolve().parent.parent
+FIGURE_DATA = Path(os.environ.get("HESSREG_FIGURES", REPO / "_build" / "figures"))
+
+
+def check_parameters(chapter: str, **values) -> dict:
+    """Papermill parameters, checked against the chapter's smoke file: names, types and the scale.
+
+    Returns the parameters as a dict. A wrong type raises ``TypeError`` naming the parameter and the type
+    expected, before any training."""
+    defaults = grids.load_params(chapter, "smoke")
+    unknown = set(values) - set(defaults)
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {sorted(unknown)} for {chapter}; valid: {', '.join(defaults)}")
+    for name, value in values.items():
+        want = defaults[name]
+        if want is None or value is None:
+            continue
+        numbers = (int, float)
+        ok = (isinstance(value, numbers) and not isinstance(value, bool) if isinstance(want, float)
+              else isinstance(value, type(want)))
+        if isinstance(want, list) and ok and want:
+            elem = type(want[0])
+            ok = all(isinstance(v, numbers) and not isinstance(v, bool) if elem is float else isinstance(v, elem)
+                     for v in value)
+        if not ok:
+            raise TypeError(f"parameter {name!r} of {chapter} must be {type(want).__name__}"
+                            f"{f' of {type(want[0]).__name__}' if isinstance(want, list) and want else ''}, "
+                            f"got {value!r}")
+    if values.get("scale") not in grids.SCALES:
+        raise ValueError(f"unknown scale {values.get('scale')!r}; valid choices: {', '.join(grids.SCALES)}")
+    return defaults | values
+
+
+@dataclass
+class ChapterResult:
+    chapter: str
+    scale: str  # the scale whose records are shown
+    frame: pd.DataFrame
+    params: dict
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def provenance(self) -> str:
+        df = self.frame
+        if df.empty:
+            return "no records"
+        commits = sorted({str(c)[:10] for c in df["commit"]})
+        return (f"{len(df)} runs on {', '.join(sorted(set(df['device_name'])))}, torch "
+                f"{', '.join(sorted(set(df['torch'])))}, commit {', '.join(commits)}, "
+                f"{df['wall_time_s'].sum() / 60:.1f} min of training")
+
+    def caption(self, what: str) -> str:
+        seeds = self.frame["seed"].nunique() if not self.frame.empty else 0
+        return f"{what} Scale: {self.scale}; {seeds} seed(s); {self.provenance}."
+
+
+def run_chapter(chapter: str, params: dict, *, progress: bool = True) -> ChapterResult:
+    """The chapter's grid at ``params['scale']`` — or, at smoke scale, the committed full-scale records if they
+    are complete."""
+    scale = params["scale"]
+    if scale == "smoke" and (grids.PARAMS / chapter / "full.yaml").exists():
+        full = grids.load_params(chapter, "full")
+        df = sweep(grids.configs(chapter, full), results.store_for("full"), train=False, progress=False)
+        if df.attrs["missing"] == 0:
+            return ChapterResult(chapter, "full", df, full, ["showing the committed full-scale records"])
+    df = sweep(grids.configs(chapter, params), results.store_for(scale), progress=progress, desc=chapter)
+    return ChapterResult(chapter, scale, df, params)
+
+
+def save_figure_data(df: pd.DataFrame, label: str) -> Path:
+    """Write a figure's data as ``<label>.csv`` beside the book's figures; returns the path."""
+    FIGURE_DATA.mkdir(parents=True, exist_ok=True)
+    path = FIGURE_DATA / f"{label}.csv"
+    results.write_atomic(path, df.to_csv(index=False))
+    return path
+
+
+def glue(name: str, value) -> None:
+    """myst-nb glue, silent outside a notebook build (so chapters also run as plain Python)."""
+    try:
+        from myst_nb import glue as _glue
+    except ImportError:
+        return
+    _glue(name, value, display=False)

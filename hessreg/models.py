@@ -1,0 +1,233 @@
+"""Models: MLP, CIFAR-style WideResNet, torchvision ResNets — all with a BatchNorm that works at every order.
+
+**BatchNorm.** Every later method differentiates through BatchNorm: PSAM needs the gradient of a gradient norm
+(2nd order), the Hessian-trace penalty a 3rd order, the curvature toolkit ``torch.func.jvp``/``vmap``.
+PyTorch's ``nn.BatchNorm2d`` gets in the way twice: it updates its running statistics *in place* (torch.func
+rejects in-place writes of transformed values), and on CPU its native kernel refuses 3rd-order derivatives.
+:class:`BatchNorm` solves both once:
+
+- running statistics are updated outside autograd, only when ``update_stats`` is on and the call is not inside a
+  torch.func transform (a functional transform must not mutate the model);
+- ``primitive = True`` computes y = (x − μ_B)/√(σ²_B + ε)·γ + β from elementary ops, which autograd
+  differentiates to any order on any device; the default native kernel is faster (cuDNN) and is enough up to
+  2nd order. :func:`batchnorm_mode` switches both for a block of code.
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Iterator
+
+import torch
+import torchvision
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from .activations import make_activation
+
+
+def _in_functorch_transform() -> bool:
+    """True inside torch.func.{vmap, grad, jvp, ...}: the place where in-place buffer writes are illegal."""
+    level = getattr(torch._C._functorch, "maybe_current_level", lambda: None)()
+    return level is not None
+
+
+class BatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm over (N, C) or (N, C, H, W) inputs, differentiable to any order and safe under torch.func.
+
+    In training mode it normalises with the batch statistics μ_B, σ²_B (biased); the running statistics are
+    updated with the unbiased σ² as PyTorch does, but without autograd and only when ``update_stats`` is on.
+    """
+
+    primitive: bool = False  # elementary-op forward: any derivative order, any device
+    update_stats: bool = True  # False on perturbed passes (SAM's ascent, NSO's W ± U, curvature probes)
+
+    def _check_input_dim(self, x: Tensor) -> None:
+        if x.dim() not in (2, 4):
+            raise ValueError(f"BatchNorm expects a 2D or 4D input, got {x.dim()}D")
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input_dim(x)
+        use_batch_stats = self.training or not self.track_running_stats
+        update = (self.training and self.track_running_stats and self.update_stats
+                  and not _in_functorch_transform())
+        if not self.primitive:
+            if update:
+                self.num_batches_tracked.add_(1)
+            running = update or not use_batch_stats  # None: F.batch_norm neither reads nor writes them
+            return F.batch_norm(x, self.running_mean if running else None, self.running_var if running else None,
+                                self.weight, self.bias, use_batch_stats, self.momentum, self.eps)
+        dims = [0] + list(range(2, x.dim()))
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        if use_batch_stats:
+            mean = x.mean(dims)
+            var = x.var(dims, unbiased=False)
+            if update:
+                with torch.no_grad():
+                    n = x.numel() // x.shape[1]
+                    self.running_mean.lerp_(mean.detach(), self.momentum)
+                    self.running_var.lerp_(var.detach() * n / max(n - 1, 1), self.momentum)
+                    self.num_batches_tracked.add_(1)
+        else:
+            mean, var = self.running_mean, self.running_var
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y
+
+
+def batchnorms(model: nn.Module) -> list[BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, BatchNorm)]
+
+
+@contextlib.contextmanager
+def batchnorm_mode(model: nn.Module, *, primitive: bool | None = None,
+                   update_stats: bool | None = None) -> Iterator[nn.Module]:
+    """Temporarily set every :class:`BatchNorm` of ``model`` to elementary ops and/or frozen running stats."""
+    saved = [(m, m.primitive, m.update_stats) for m in batchnorms(model)]
+    try:
+        for m, _, _ in saved:
+            if primitive is not None:
+                m.primitive = primitive
+            if update_stats is not None:
+                m.update_stats = update_stats
+        yield model
+    finally:
+        for m, p, u in saved:
+            m.primitive, m.update_stats = p, u
+
+
+def frozen_stats(model: nn.Module) -> contextlib.AbstractContextManager:
+    """Forward passes that use batch statistics but leave the running statistics untouched."""
+    return batchnorm_mode(model, update_stats=False)
+
+
+# ----------------------------------------------------------------------------------------------------- models
+
+class MLP(nn.Sequential):
+    """Flatten → [Linear → (BatchNorm) → σ] × depth → Linear."""
+
+    def __init__(self, in_features: int, num_classes: int, width: int = 256, depth: int = 2,
+                 activation: str = "relu", beta: float = 1.0, batchnorm: bool = False):
+        layers: list[nn.Module] = [nn.Flatten()]
+        d = in_features
+        for _ in range(depth):
+            layers.append(nn.Linear(d, width))
+            if batchnorm:
+                layers.append(BatchNorm(width))
+            layers.append(make_activation(activation, beta))
+            d = width
+        layers.append(nn.Linear(d, num_classes))
+        super().__init__(*layers)
+
+
+class WideBasic(nn.Module):
+    """Pre-activation wide basic block (Zagoruyko & Komodakis 2016): BN-σ-conv-BN-σ-conv + shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int, activation: str, beta: float):
+        super().__init__()
+        self.bn1, self.act1 = BatchNorm(cin), make_activation(activation, beta)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2, self.act2 = BatchNorm(cout), make_activation(activation, beta)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.shortcut = None if (cin == cout and stride == 1) else nn.Conv2d(cin, cout, 1, stride, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        o = self.act1(self.bn1(x))
+        skip = x if self.shortcut is None else self.shortcut(o)
+        o = self.conv2(self.act2(self.bn2(self.conv1(o))))
+        return o + skip
+
+
+class WideResNet(nn.Module):
+    """WRN-depth-k for 32×32 or 28×28 images (CIFAR layout: 16 → 16k → 32k → 64k channels)."""
+
+    def __init__(self, depth: int = 28, width: int = 10, num_classes: int = 10, in_channels: int = 3,
+                 activation: str = "relu", beta: float = 1.0):
+        super().__init__()
+        if (depth - 4) % 6 or depth < 10:
+            raise ValueError(f"WideResNet depth must be 6n + 4 with n ≥ 1 (10, 16, 22, 28, …), got {depth}")
+        n = (depth - 4) // 6
+        widths = [16, 16 * width, 32 * width, 64 * width]
+        self.conv = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
+        blocks = []
+        for g in range(3):
+            for i in range(n):
+                cin = widths[g] if i == 0 else widths[g + 1]
+                blocks.append(WideBasic(cin, widths[g + 1], (1 if g == 0 else 2) if i == 0 else 1, activation, beta))
+        self.blocks = nn.Sequential(*blocks)
+        self.bn, self.act = BatchNorm(widths[3]), make_activation(activation, beta)
+        self.fc = nn.Linear(widths[3], num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        o = self.act(self.bn(self.blocks(self.conv(x))))
+        return self.fc(o.mean((2, 3)))
+
+
+RESNETS = {"resnet18": torchvision.models.resnet18, "resnet34": torchvision.models.resnet34,
+           "resnet50": torchvision.models.resnet50}
+PRETRAINED = {"resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights", "resnet50": "ResNet50_Weights"}
+
+
+def _replace_relus(module: nn.Module, activation: str, beta: float) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, nn.ReLU):
+            setattr(module, name, make_activation(activation, beta))
+        else:
+            _replace_relus(child, activation, beta)
+
+
+def load_pretrained_state(name: str) -> dict:
+    """ImageNet weights for a torchvision ResNet from the local torch hub cache only (never a download)."""
+    weights = getattr(torchvision.models, PRETRAINED[name]).IMAGENET1K_V1
+    path = torch.hub.get_dir() + "/checkpoints/" + weights.url.rsplit("/", 1)[-1]
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"ImageNet weights for {name} are not in the torch cache: expected {path}. Download "
+            f"{weights.url} on a machine with internet and copy it there (or set TORCH_HOME).") from None
+
+
+def torchvision_resnet(name: str, num_classes: int, in_channels: int = 3, activation: str = "relu",
+                       beta: float = 1.0, pretrained: bool = False) -> nn.Module:
+    """torchvision's ResNet with :class:`BatchNorm`, any activation, optionally ImageNet weights, new head."""
+    model = RESNETS[name](weights=None, norm_layer=BatchNorm)
+    if pretrained:
+        model.load_state_dict(load_pretrained_state(name))
+    _replace_relus(model, activation, beta)
+    if in_channels != 3:
+        model.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    return model
+
+
+MODEL_PATTERNS = {
+    "mlp-<width>x<depth>": re.compile(r"mlp-(\d+)x(\d+)(-bn)?"),
+    "wrn-<depth>-<width>": re.compile(r"wrn-(\d+)-(\d+)"),
+    "resnet18|resnet34|resnet50[-pretrained]": re.compile(r"(resnet18|resnet34|resnet50)(-pretrained)?"),
+}
+
+
+def check_model(name: str) -> None:
+    if not any(p.fullmatch(name) for p in MODEL_PATTERNS.values()):
+        raise ValueError(f"unknown model {name!r}; valid forms: {', '.join(MODEL_PATTERNS)} "
+                         "(e.g. 'mlp-256x2', 'mlp-256x2-bn', 'wrn-16-4', 'wrn-28-10', 'resnet34-pretrained')")
+
+
+def build_model(name: str, num_classes: int, in_channels: int, image_size: int, activation: str = "relu",
+                beta: float = 1.0) -> nn.Module:
+    """A model from its name: ``mlp-256x2[-bn]``, ``wrn-16-4``, ``resnet34[-pretrained]``."""
+    check_model(name)
+    if m := MODEL_PATTERNS["mlp-<width>x<depth>"].fullmatch(name):
+        return MLP(in_channels * image_size ** 2, num_classes, int(m[1]), int(m[2]), activation, beta,
+                   batchnorm=bool(m[3]))
+    if m := MODEL_PATTERNS["wrn-<depth>-<width>"].fullmatch(name):
+        return WideResNet(int(m[1]), int(m[2]), num_classes, in_channels, activation, beta)
+    m = MODEL_PATTERNS["resnet18|resnet34|resnet50[-pretrained]"].fullmatch(name)
+    return torchvision_resnet(m[1], num_classes, in_channels, activation, beta, pretrained=bool(m[2]))

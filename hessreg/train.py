@@ -1,0 +1,313 @@
+"""One run: a :class:`Config` in, a :class:`Record` out. The one training loop every chapter uses.
+
+The method (``hessreg.methods``) computes the update direction into ``.grad``; this loop owns the data order,
+the optimizer, the learning-rate schedule, divergence detection and the record. A NaN/inf training loss ends
+the run and is recorded as ``diverged`` — it never raises, so a sweep goes on.
+
+Data parallel: when ``torch.distributed`` is initialised (torchrun), each rank takes its shard of every batch
+and gradients are averaged across ranks after the method's step — whatever the method, since every method
+leaves its direction in ``.grad``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from . import activations, data, methods, models
+
+OPTIMIZERS = ("sgd", "adam", "amsgrad")
+SCHEDULES = ("constant", "cosine", "onecycle", "step")
+LOSSES = ("ce",)
+DEVICES = ("auto", "cpu", "cuda")
+# Fields that never change what is computed, only where: left out of a run's identity (its key).
+NOT_IN_KEY = ("device", "data_root")
+# Fields added after records were first stored, with the value those records implicitly had: a field at this
+# value is left out of the key, so adding a field never orphans stored records.
+LATER_FIELDS: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that defines a run. Validated on construction: a bad value raises before any training."""
+
+    dataset: str = "fashion_mnist"
+    train_size: int | None = None  # None: the whole training set; else a fixed random subset
+    test_size: int | None = None
+    model: str = "wrn-16-4"
+    activation: str = "relu"
+    beta: float = 1.0  # sharpness of beta_gelu / relu_synthetic_nme; ignored by other activations
+    method: str = "sgd"
+    hparams: Mapping[str, Any] = field(default_factory=dict)  # the method's hyperparameters
+    loss: str = "ce"
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    step_epochs: int = 10  # schedule "step": multiply by step_gamma every step_epochs epochs
+    step_gamma: float = 0.1
+    epochs: int = 20
+    batch_size: int = 128
+    augment: bool = True  # random flip and pad-crop
+    seed: int = 0
+    device: str = "auto"
+    data_root: str | None = None
+
+    def __post_init__(self):
+        _check_types(self)
+        object.__setattr__(self, "hparams", types.MappingProxyType(dict(self.hparams)))
+        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("loss", LOSSES),
+                              ("device", DEVICES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; valid choices: {', '.join(choices)}")
+        data.check_dataset(self.dataset)
+        models.check_model(self.model)
+        activations.check_activation(self.activation, self.beta)
+        methods.check_method(self.method, self.hparams, classification=self.loss == "ce")
+        for name in ("epochs", "batch_size", "step_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        for name in ("train_size", "test_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1 or None, got {getattr(self, name)}")
+        if self.train_size is not None and self.train_size < self.batch_size:
+            raise ValueError(f"train_size {self.train_size} < batch_size {self.batch_size}: no full batch")
+        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1 or not 0 < self.step_gamma <= 1:
+            raise ValueError("need lr > 0, weight_decay ≥ 0, 0 ≤ momentum < 1, 0 < step_gamma ≤ 1; got "
+                             f"lr={self.lr}, weight_decay={self.weight_decay}, momentum={self.momentum}, "
+                             f"step_gamma={self.step_gamma}")
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    def canonical(self) -> dict:
+        """The run's identity: fields that matter for this run, hyperparameters with defaults filled in."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in NOT_IN_KEY}
+        d["hparams"] = methods.check_method(self.method, self.hparams, classification=self.loss == "ce")
+        if not activations.uses_beta(self.activation):
+            del d["beta"]
+        if self.optimizer != "sgd":
+            del d["momentum"]
+        if self.schedule != "step":
+            del d["step_epochs"], d["step_gamma"]
+        for name, value in LATER_FIELDS.items():
+            if d.get(name) == value:
+                del d[name]
+        return d
+
+    @property
+    def key(self) -> str:
+        """A stable hash of :meth:`canonical` (16 hex digits): the record's file name."""
+        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        """Every field, hyperparameters with defaults filled in (``Config.from_dict`` inverts it)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["hparams"] = methods.check_method(self.method, self.hparams, classification=self.loss == "ce")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Config":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _check_types(config: Config) -> None:
+    """Type errors name the field and the expected type (papermill parameters arrive from YAML/CLI)."""
+    hints = typing.get_type_hints(Config)
+    for f in dataclasses.fields(config):
+        value, hint = getattr(config, f.name), hints[f.name]
+        allowed = typing.get_args(hint) if typing.get_origin(hint) in (types.UnionType, typing.Union) else (hint,)
+        ok = False
+        for t in allowed:
+            t = typing.get_origin(t) or t
+            if t is type(None):
+                ok |= value is None
+            elif t is float:
+                ok |= isinstance(value, (int, float)) and not isinstance(value, bool)
+            elif t is int:
+                ok |= isinstance(value, int) and not isinstance(value, bool)
+            else:
+                ok |= isinstance(value, t)
+        if not ok:
+            raise TypeError(f"Config.{f.name} must be {hint}, got {value!r} ({type(value).__name__})")
+
+
+@dataclass
+class Record:
+    """What a run leaves: its config, learning curves, final test metrics, divergence and provenance."""
+
+    key: str
+    config: dict
+    history: list[dict]  # one entry per completed epoch: epoch, train_loss, train_acc, lr, time_s
+    test_loss: float | None
+    test_acc: float | None
+    diverged: bool
+    wall_time_s: float
+    provenance: dict
+    diverged_at: dict | None = None  # {"epoch", "step"} of the first non-finite loss
+    metrics: list[dict] = field(default_factory=list)  # optional per-epoch/per-step measurements
+    schema: int = 1
+
+    def to_dict(self) -> dict:
+        return _finite_or_none(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Record":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _finite_or_none(obj):
+    """NaN/inf → None so records are strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    return obj
+
+
+# --------------------------------------------------------------------------------------------------- the loop
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' requested but CUDA is not available; use device='auto' or 'cpu'")
+    return torch.device(device)
+
+
+def make_optimizer(config: Config, params) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, config.lr, weight_decay=config.weight_decay,
+                            amsgrad=config.optimizer == "amsgrad")
+
+
+def lr_factor(config: Config, step: int, steps_per_epoch: int) -> float:
+    """The schedule as a multiple of ``config.lr`` at optimizer step ``step`` (0-based)."""
+    total = config.epochs * steps_per_epoch
+    t = step / max(total, 1)
+    if config.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * t))
+    if config.schedule == "onecycle":  # linear warm-up over the first 20%, then linear decay to 0
+        return t / 0.2 if t < 0.2 else (1 - t) / 0.8
+    if config.schedule == "step":
+        return config.step_gamma ** ((step // steps_per_epoch) // config.step_epochs)
+    return 1.0
+
+
+def _world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _all_reduce_mean(tensors: list[torch.Tensor], world_size: int) -> None:
+    if world_size > 1:
+        for t in tensors:
+            torch.distributed.all_reduce(t)
+            t.div_(world_size)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy in eval mode (BatchNorm on running statistics)."""
+    was_training = model.training
+    model.eval()
+    loss, correct, n = 0.0, 0, 0
+    for x, y in batches:
+        logits = model(x)
+        loss += F.cross_entropy(logits.float(), y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+        n += len(y)
+    model.train(was_training)
+    return loss / n, correct / n
+
+
+def provenance(device: torch.device) -> dict:
+    from .results import git_commit  # local: results imports train for Record
+    return {
+        "commit": git_commit(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "python": ".".join(map(str, __import__("sys").version_info[:3])),
+        "hostname": __import__("socket").gethostname(),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def run(config: Config, *, on_epoch_end: Callable[[nn.Module, int, list], None] | None = None,
+        check_every: int = 25) -> Record:
+    """Train one model as ``config`` says and return its :class:`Record` (nothing is written here).
+
+    ``on_epoch_end(model, epoch, metrics)`` may append measurement dicts to ``metrics`` (stored in the record).
+    Divergence is checked every ``check_every`` steps and at each epoch's end (each check synchronises).
+    """
+    start = time.perf_counter()
+    device = resolve_device(config.device)
+    if device.type == "cuda":  # TF32 matmuls/convolutions: what the full-scale timings assume (DESIGN §7)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    rank, world = _world()
+    ds = data.load(config.dataset, config.train_size, config.test_size, device, config.data_root)
+    torch.manual_seed(config.seed)
+    model = models.build_model(config.model, ds.num_classes, ds.in_channels, ds.image_size,
+                               config.activation, config.beta).to(device)
+    method = methods.get_method(config.method)
+    hp = method.resolve(dict(config.hparams))
+    params = methods.trainable(model)
+    opt = make_optimizer(config, params)
+    gen = torch.Generator(device=device).manual_seed(config.seed)
+    steps_per_epoch = ds.num_train // (config.batch_size * world)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(config, s, steps_per_epoch))
+    loss_fn = F.cross_entropy
+
+    history, metrics, diverged_at, step = [], [], None, 0
+    model.train()
+    for epoch in range(1, config.epochs + 1):
+        t0 = time.perf_counter()
+        sums = torch.zeros(3, device=device)  # loss·n, correct, n
+        bad = torch.zeros((), dtype=torch.bool, device=device)
+        for i, (x, y) in enumerate(ds.train_batches(config.batch_size, gen, config.augment, rank, world)):
+            opt.zero_grad(set_to_none=True)
+            out = method.step(model, x, y, loss_fn, **hp)
+            _all_reduce_mean([p.grad for p in params if p.grad is not None], world)
+            bad |= ~torch.isfinite(out.loss)
+            if (i + 1) % check_every == 0 and bad.item():
+                diverged_at = {"epoch": epoch, "step": step}
+                break
+            opt.step()
+            sched.step()
+            step += 1
+            sums[0] += out.loss * len(y)
+            sums[1] += (out.logits.argmax(1) == y).sum()
+            sums[2] += len(y)
+        _all_reduce_mean([sums], world)
+        if diverged_at is None and bad.item():
+            diverged_at = {"epoch": epoch, "step": step}
+        if diverged_at is not None:
+            break
+        loss_n, correct, n = sums.tolist()
+        history.append({"epoch": epoch, "train_loss": loss_n / n, "train_acc": correct / n,
+                        "lr": opt.param_groups[0]["lr"], "time_s": time.perf_counter() - t0})
+        if on_epoch_end is not None:
+            on_epoch_end(model, epoch, metrics)
+    test_loss, test_acc = evaluate(model, ds.test_batches())
+    return Record(key=config.key, config=config.to_dict(), history=history, test_loss=test_loss,
+                  test_acc=test_acc, diverged=diverged_at is not None, diverged_at=diverged_at,
+                  wall_time_s=time.perf_counter() - start, provenance=provenance(device), metrics=metrics)

@@ -1,0 +1,79 @@
+"""Chapter plumbing: parameter files agree with the notebooks, papermill sees the parameters, bad parameters
+fail before training, and a chapter shows committed full-scale records when they are complete."""
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+from hessreg import book, grids, results
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def parameters_cell(chapter):
+    nb = nbformat.read(REPO / "book" / f"{chapter}.ipynb", as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, f"{chapter}: exactly one cell tagged 'parameters'"
+    namespace = {}
+    exec(cells[0].source, namespace)
+    return {k: v for k, v in namespace.items() if not k.startswith("__")}
+
+
+@pytest.mark.parametrize("chapter", list(grids.GRIDS))
+def test_parameter_files_agree_with_the_notebook(chapter):
+    smoke = grids.load_params(chapter, "smoke")
+    assert parameters_cell(chapter) == smoke
+    for scale in grids.SCALES:
+        p = grids.load_params(chapter, scale)
+        assert set(p) == set(smoke) and p["scale"] == scale
+        configs = grids.configs(chapter, p)  # every scale's grid is a valid set of configs
+        assert len({c.key for c in configs}) == len(configs) > 0
+        book.check_parameters(chapter, **p)
+    inspected = papermill.inspect_notebook(str(REPO / "book" / f"{chapter}.ipynb"))
+    assert set(inspected) == set(smoke)
+
+
+def test_check_parameters_errors():
+    chapter = next(iter(grids.GRIDS))
+    with pytest.raises(TypeError, match="'epochs' .* must be int"):
+        book.check_parameters(chapter, scale="smoke", epochs="3")
+    with pytest.raises(TypeError, match="'seeds' .* must be list of int"):
+        book.check_parameters(chapter, scale="smoke", seeds=[0.5])
+    with pytest.raises(ValueError, match="valid choices: smoke, full, paper"):
+        book.check_parameters(chapter, scale="huge")
+    with pytest.raises(ValueError, match="unknown parameter"):
+        book.check_parameters(chapter, scale="smoke", nonsense=1)
+    with pytest.raises(ValueError, match="unknown chapter"):
+        grids.load_params("99_nothing", "smoke")
+
+
+def test_papermill_wrong_type_fails_before_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("HESSREG_STORE", str(tmp_path / "store"))
+    chapter = next(iter(grids.GRIDS))
+    with pytest.raises(papermill.PapermillExecutionError, match="TypeError"):
+        papermill.execute_notebook(str(REPO / "book" / f"{chapter}.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"epochs": "three"}, kernel_name="python3", progress_bar=False,
+                                   cwd=str(REPO / "book"))
+    assert not (tmp_path / "store").exists()
+
+
+def test_chapter_shows_committed_full_records_only_when_complete(tmp_path, monkeypatch):
+    chapter = next(iter(grids.GRIDS))
+    tiny = grids.load_params(chapter, "smoke") | dict(train_size=128, test_size=64, model="mlp-8x1", epochs=1,
+                                                      batch_size=64, device="cpu", activations=["relu"],
+                                                      betas=[10.0])
+    full = tiny | {"scale": "full", "seeds": [0, 1]}
+    monkeypatch.setattr(grids, "load_params", lambda ch, scale: full if scale == "full" else tiny)
+    committed, smoke = results.RecordStore(tmp_path / "committed"), results.RecordStore(tmp_path / "smoke")
+    monkeypatch.setattr(results, "store_for", lambda scale: smoke if scale == "smoke" else committed)
+    configs = grids.configs(chapter, full)
+    from hessreg.sweep import sweep
+    sweep(configs[:-1], committed, progress=False)  # incomplete: the chapter runs its own smoke grid
+    r = book.run_chapter(chapter, tiny, progress=False)
+    assert r.scale == "smoke" and len(smoke) == len(grids.configs(chapter, tiny))
+    sweep(configs, committed, progress=False)  # complete: shown, nothing trained
+    n_smoke = len(smoke)
+    r = book.run_chapter(chapter, tiny, progress=False)
+    assert r.scale == "full" and len(r.frame) == len(configs) and len(smoke) == n_smoke
+    assert "full" in r.caption("X.") and "cpu" in r.provenance

@@ -1,0 +1,180 @@
+"""Models (every activation, 1 and 3 channels, WRN-28-10's parameter count) and the BatchNorm that must work at
+2nd and 3rd order and under torch.func."""
+import pytest
+import torch
+from torch.func import functional_call, grad, jvp, vmap
+from torch.nn import functional as F
+
+from hessreg import activations, models
+
+
+@pytest.mark.parametrize("activation", sorted(activations.ACTIVATIONS))
+@pytest.mark.parametrize("name,channels,size", [("mlp-16x2", 1, 28), ("wrn-10-1", 1, 28), ("wrn-10-1", 3, 32)])
+def test_models_forward_every_activation(name, channels, size, activation):
+    torch.manual_seed(0)
+    m = models.build_model(name, 10, channels, size, activation, beta=10.0)
+    out = m(torch.randn(4, channels, size, size))
+    assert out.shape == (4, 10) and torch.isfinite(out).all()
+
+
+def test_wrn_28_10_parameter_count():
+    m = models.build_model("wrn-28-10", 10, 3, 32)
+    assert sum(p.numel() for p in m.parameters()) == 36_479_194  # Zagoruyko & Komodakis, CIFAR-10
+
+
+def test_torchvision_resnets_use_our_batchnorm_and_activation():
+    m = models.build_model("resnet18", 7, 3, 64, "gelu")
+    assert any(isinstance(x, models.BatchNorm) for x in m.modules())
+    assert not any(isinstance(x, (torch.nn.BatchNorm2d, torch.nn.ReLU)) for x in m.modules())
+    assert m(torch.randn(2, 3, 64, 64)).shape == (2, 7)
+
+
+def test_pretrained_weights_missing_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="not in the torch cache"):
+        models.build_model("resnet34-pretrained", 10, 3, 224)
+
+
+def test_pretrained_weights_load_from_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    import torchvision
+    src = torchvision.models.resnet18(weights=None)
+    torch.nn.init.constant_(src.conv1.weight, 0.5)
+    name = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(src.state_dict(), tmp_path / "checkpoints" / name)
+    m = models.build_model("resnet18-pretrained", 5, 3, 64)
+    assert torch.all(m.conv1.weight == 0.5) and m.fc.out_features == 5
+
+
+@pytest.mark.parametrize("bad", ["wrn-15-4", "mlp", "vgg16", "resnet20"])
+def test_bad_model_names(bad):
+    with pytest.raises(ValueError, match="valid forms|6n \\+ 4"):
+        models.build_model(bad, 10, 1, 28)
+
+
+def tiny_cnn(activation="gelu"):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 3, 3), models.BatchNorm(3), activations.make_activation(activation),
+        torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 6), models.BatchNorm(6),
+        activations.make_activation(activation), torch.nn.Linear(6, 3)).double()
+
+
+def batch():
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(5, 1, 6, 6, generator=g, dtype=torch.float64), torch.tensor([0, 1, 2, 1, 0])
+
+
+def test_batchnorm_matches_pytorch_in_train_and_eval():
+    torch.manual_seed(0)
+    ours, ref = models.BatchNorm(4).double(), torch.nn.BatchNorm2d(4).double()
+    x = torch.randn(8, 4, 3, 3, dtype=torch.float64)
+    for primitive in (False, True):
+        ours.load_state_dict(ref.state_dict())
+        ours.primitive = primitive
+        ref_out = ref(x)
+        torch.testing.assert_close(ours(x), ref_out)
+        torch.testing.assert_close(ours.running_mean, ref.running_mean)
+        torch.testing.assert_close(ours.running_var, ref.running_var)
+        ours.eval(), ref.eval()
+        torch.testing.assert_close(ours(x), ref(x))
+        ours.train(), ref.train()
+        ref.load_state_dict(ours.state_dict())
+
+
+def loss_and_params(model):
+    x, y = batch()
+    params = list(model.parameters())
+    return F.cross_entropy(model(x), y), params
+
+
+def test_batchnorm_second_order_native_equals_primitive():
+    """The gradient of ‖∇L‖² (what PSAM differentiates) agrees between the two BatchNorm forwards."""
+    results = []
+    for primitive in (False, True):
+        model = tiny_cnn()
+        with models.batchnorm_mode(model, primitive=primitive, update_stats=False):
+            loss, params = loss_and_params(model)
+            g = torch.autograd.grad(loss, params, create_graph=True)
+            results.append(torch.autograd.grad(sum((gi ** 2).sum() for gi in g), params))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_batchnorm_third_order_with_primitive_ops():
+    """∇(vᵀHv) — the Hessian-trace penalty's gradient — exists with primitive BatchNorm on CPU, and matches a
+    central finite difference of vᵀHv along a direction."""
+    model = tiny_cnn()
+    params = list(model.parameters())
+    v = [torch.randn_like(p) for p in params]
+
+    def vhv():
+        loss, _ = loss_and_params(model)
+        g = torch.autograd.grad(loss, params, create_graph=True)
+        hv = torch.autograd.grad(sum((a * b).sum() for a, b in zip(g, v)), params, create_graph=True)
+        return sum((a * b).sum() for a, b in zip(hv, v))
+
+    with models.batchnorm_mode(model, primitive=True, update_stats=False):
+        third = torch.autograd.grad(vhv(), params)
+        d = [torch.randn_like(p) for p in params]
+
+        def at(t):  # vᵀHv at θ + t·d
+            with torch.no_grad():
+                for p, di in zip(params, d):
+                    p.add_(t * di)
+            value = vhv().item()
+            with torch.no_grad():
+                for p, di in zip(params, d):
+                    p.sub_(t * di)
+            return value
+
+        central = lambda h: (at(h) - at(-h)) / (2 * h)
+        fd = (4 * central(5e-4) - central(1e-3)) / 3  # Richardson: truncation error O(h⁴)
+    ad = sum((t * di).sum() for t, di in zip(third, d)).item()
+    assert abs(fd - ad) <= 1e-6 * max(1.0, abs(ad))  # observed 1.4e-7; a wrong derivative is off by O(1)
+
+
+def test_native_batchnorm_refuses_third_order_on_cpu():
+    """Why the primitive forward exists (DESIGN §7); if PyTorch lifts this limit the test says so."""
+    model = tiny_cnn()
+    loss, params = loss_and_params(model)
+    g = torch.autograd.grad(loss, params, create_graph=True)
+    h = torch.autograd.grad(sum((gi ** 2).sum() for gi in g), params, create_graph=True)
+    with pytest.raises(RuntimeError, match="3rd"):
+        torch.autograd.grad(sum(hi.sum() for hi in h), params)
+
+
+def test_batchnorm_under_torch_func_jvp_and_vmap_leaves_stats_untouched():
+    model = tiny_cnn()
+    x, y = batch()
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    buffers = dict(model.named_buffers())
+    f = lambda p: F.cross_entropy(functional_call(model, (p, buffers), (x,)), y)
+    tangent = {k: torch.randn_like(v) for k, v in params.items()}
+    _, hv = jvp(grad(f), (params,), (tangent,))
+    per_sample = vmap(lambda xi: functional_call(model, (params, buffers), (xi[None].repeat(2, 1, 1, 1),)))(x)
+    assert per_sample.shape == (5, 2, 3)
+    after = {k: v for k, v in model.state_dict().items() if k in before}
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # forward-over-reverse Hv equals reverse-over-reverse Hv
+    named = dict(model.named_parameters())
+    with models.frozen_stats(model):
+        loss = F.cross_entropy(model(x), y)
+    g = torch.autograd.grad(loss, [named[n] for n in params], create_graph=True)
+    hv2 = torch.autograd.grad(sum((gi * tangent[n]).sum() for gi, n in zip(g, params)), [named[n] for n in params])
+    for n, h2 in zip(params, hv2):
+        torch.testing.assert_close(hv[n], h2, rtol=1e-9, atol=1e-12)
+
+
+def test_frozen_stats_and_updates():
+    model = tiny_cnn()
+    x, _ = batch()
+    bn = model[1]
+    rm = bn.running_mean.clone()
+    with models.frozen_stats(model):
+        model(x)
+    assert torch.equal(bn.running_mean, rm) and bn.update_stats
+    model(x)
+    assert not torch.equal(bn.running_mean, rm) and bn.num_batches_tracked.item() == 1

@@ -1,0 +1,84 @@
+"""One run: config validation (one clear error before any training), determinism, divergence as a result."""
+import math
+
+import pytest
+
+import hessreg as hr
+from hessreg import train
+
+TINY = dict(train_size=256, test_size=128, model="mlp-32x1", epochs=2, batch_size=64, lr=0.05, device="cpu",
+            augment=False)
+
+
+def test_record_fields_and_learning():
+    r = hr.run(hr.Config(**TINY))
+    assert [h["epoch"] for h in r.history] == [1, 2]
+    assert set(r.history[0]) == {"epoch", "train_loss", "train_acc", "lr", "time_s"}
+    assert r.history[1]["train_loss"] < r.history[0]["train_loss"]
+    assert 0.3 < r.test_acc <= 1 and r.test_loss > 0 and not r.diverged and r.wall_time_s > 0
+    assert {"commit", "torch", "device", "python"} <= set(r.provenance) and r.provenance["device"] == "cpu"
+    assert r.key == hr.Config(**TINY).key and hr.Config.from_dict(r.config) == hr.Config(**TINY)
+
+
+def test_same_seed_same_record_on_cpu():
+    a, b = hr.run(hr.Config(**TINY, seed=3)), hr.run(hr.Config(**TINY, seed=3))
+    strip = lambda h: [{k: v for k, v in e.items() if k != "time_s"} for e in h]
+    assert strip(a.history) == strip(b.history) and a.test_acc == b.test_acc and a.test_loss == b.test_loss
+    c = hr.run(hr.Config(**TINY, seed=4))
+    assert strip(c.history) != strip(a.history)
+
+
+def test_divergence_is_recorded_not_raised():
+    r = hr.run(hr.Config(**TINY | dict(lr=1e6, schedule="constant", weight_decay=0.0, epochs=5)))
+    assert r.diverged and r.diverged_at["epoch"] <= 5 and len(r.history) < 5
+    d = r.to_dict()  # strict JSON: no NaN
+    assert d["test_loss"] is None or math.isfinite(d["test_loss"])
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("dataset", "mnist", "valid choices: fashion_mnist"),
+    ("model", "vgg", "valid forms"),
+    ("activation", "swish", "valid choices: .*gelu"),
+    ("method", "adahessian", "valid choices: .*sgd"),
+    ("optimizer", "lbfgs", "valid choices: sgd, adam"),
+    ("schedule", "linear", "valid choices: constant"),
+    ("epochs", 0, "epochs must be ≥ 1"),
+    ("batch_size", 0, "batch_size must be ≥ 1"),
+    ("lr", -0.1, "lr > 0"),
+    ("beta", 0.0, "beta > 0"),
+    ("hparams", {"rho": 0.1}, "no hyperparameter"),
+    ("train_size", 10, "no full batch"),
+    ("device", "tpu", "valid choices: auto, cpu, cuda"),
+])
+def test_bad_config_one_clear_error(field, value, match):
+    kw = TINY | {field: value}
+    if field == "beta":
+        kw["activation"] = "beta_gelu"
+    with pytest.raises(ValueError, match=match):
+        hr.Config(**kw)
+
+
+@pytest.mark.parametrize("field,value", [("epochs", "2"), ("lr", "0.1"), ("augment", 1), ("seed", 1.5),
+                                         ("train_size", 100.0), ("model", 3)])
+def test_wrong_types_are_named(field, value):
+    with pytest.raises(TypeError, match=f"Config.{field} must be"):
+        hr.Config(**TINY | {field: value})
+
+
+def test_key_is_canonical():
+    base = hr.Config(**TINY)
+    assert base.key == base.replace(device="auto").key  # where it runs is not what it computes
+    assert base.key == base.replace(beta=7.0).key  # ReLU has no β
+    assert base.key != base.replace(activation="beta_gelu", beta=7.0).key
+    assert base.key != base.replace(seed=1).key != base.replace(lr=0.01).key
+    assert base.replace(schedule="cosine").key == base.replace(step_epochs=3).key  # step fields unused
+    assert len(base.key) == 16
+
+
+def test_lr_schedules():
+    c = hr.Config(**TINY | dict(epochs=10))
+    assert train.lr_factor(c, 0, 10) == 1.0 and abs(train.lr_factor(c, 100, 10)) < 1e-12
+    oc = c.replace(schedule="onecycle")
+    assert train.lr_factor(oc, 0, 10) == 0 and train.lr_factor(oc, 20, 10) == 1.0
+    st = c.replace(schedule="step", step_epochs=3, step_gamma=0.1)
+    assert [round(train.lr_factor(st, s * 10, 10), 12) for s in (0, 2, 3, 6, 9)] == [1, 1, 0.1, 0.01, 0.001]
