@@ -49,6 +49,13 @@ def check_parameters(chapter: str, **values) -> dict:
     return defaults | values
 
 
+def parameters(chapter: str, namespace: dict) -> dict:
+    """The chapter's parameters picked by name from the notebook's namespace (papermill injects them as
+    variables), checked by :func:`check_parameters`."""
+    names = grids.load_params(chapter, "smoke")
+    return check_parameters(chapter, **{k: namespace[k] for k in names if k in namespace})
+
+
 @dataclass
 class ChapterResult:
     chapter: str

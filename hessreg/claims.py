@@ -46,7 +46,7 @@ class Verdict:
 
 def summary(df: pd.DataFrame, by: str | list[str], metric: str = "test_acc") -> pd.DataFrame:
     """Mean, standard deviation, seed count and diverged count per group; accuracies in %."""
-    g = df.assign(_m=df[metric] * (100 if metric.endswith("acc") else 1)).groupby(by, sort=False)
+    g = df.assign(_m=df[metric] * (100 if metric.endswith("acc") else 1)).groupby(by, sort=False, dropna=False)
     out = g["_m"].agg(mean="mean", std="std", n="count")
     if "diverged" in df:
         out["diverged"] = g["diverged"].sum()
@@ -81,3 +81,59 @@ def flat(df: pd.DataFrame, by: str, claim_id: str, claim: str, scale: str, toler
                    f"range of mean test accuracies R = {r:.2f} pp ({means}); pooled seed std {pooled:.2f} pp, "
                    f"n = {n}, SE of a difference {se:.2f} pp",
                    f"reproduced if R + 2·SE ≤ {tolerance} pp; not reproduced if R − 2·SE > {tolerance} pp", scale)
+
+
+def _cells(df: pd.DataFrame, mask: pd.Series, over: str) -> pd.DataFrame:
+    """Mean, variance and n of test accuracy (%) per value of ``over`` for the rows in ``mask``."""
+    d = df[mask].assign(_a=df.loc[mask, "test_acc"] * 100)
+    return d.groupby(over)["_a"].agg(mean="mean", var="var", n="count")
+
+
+def below(df: pd.DataFrame, a: pd.Series, b: pd.Series, over: str, claim_id: str, claim: str, scale: str,
+          where=lambda v: True, a_name: str = "a", b_name: str = "b") -> Verdict:
+    """Directional test: group ``a`` has lower test accuracy than group ``b`` (boolean row masks), averaged
+    over the values ``v`` of column ``over`` with ``where(v)`` (e.g. ρ ≥ 0.1).
+
+    D = mean over the selected values of (mean_a − mean_b), in pp; SE² = Σ (s_a²/n_a + s_b²/n_b) / k² with
+    k values. Reproduced if D < −2·SE; not reproduced if D ≥ 0 (no effect, or the opposite one, in the mean);
+    inconclusive in between (the right sign, not beyond the seed noise) or with fewer than 2 seeds."""
+    if scale == "smoke":
+        return not_evaluated(claim_id, claim, scale)
+    ca, cb = _cells(df, a, over), _cells(df, b, over)
+    values = [v for v in ca.index.intersection(cb.index) if where(v)]
+    if not values:
+        return Verdict(claim_id, claim, "inconclusive", "no common grid values to compare",
+                       "needs both groups at the same grid values", scale)
+    diffs = [ca.loc[v, "mean"] - cb.loc[v, "mean"] for v in values]
+    d = sum(diffs) / len(diffs)
+    per_value = ", ".join(f"{over.removeprefix('hp_')}={v:g}: {x:+.2f}" for v, x in zip(values, diffs))
+    n = int(min(ca.loc[values, "n"].min(), cb.loc[values, "n"].min()))
+    stat = f"D = mean({a_name} − {b_name}) = {d:+.2f} pp over {len(values)} value(s) ({per_value})"
+    if n < 2:
+        return Verdict(claim_id, claim, "inconclusive", stat + "; 1 seed", "needs ≥ 2 seeds per cell", scale)
+    se = math.sqrt(sum(ca.loc[v, "var"] / ca.loc[v, "n"] + cb.loc[v, "var"] / cb.loc[v, "n"]
+                       for v in values)) / len(values)
+    status = "reproduced" if d < -2 * se else "not reproduced" if d >= 0 else "inconclusive"
+    return Verdict(claim_id, claim, status, f"{stat}; SE {se:.2f} pp, n ≥ {n} seeds per cell",
+                   "reproduced if D < −2·SE; not reproduced if D ≥ 0; inconclusive otherwise", scale)
+
+
+def negate(v: Verdict, claim_id: str, claim: str) -> Verdict:
+    """The verdict on the opposite claim ("a is *not* below b"): reproduced ↔ not reproduced."""
+    flip = {"reproduced": "not reproduced", "not reproduced": "reproduced"}
+    rule = f"the negation of: {v.rule}"
+    return Verdict(claim_id, claim, flip.get(v.status, v.status), v.statistic, rule, v.scale)
+
+
+def all_of(claim_id: str, claim: str, scale: str, *parts: Verdict) -> Verdict:
+    """A claim made of parts: reproduced if every part is, not reproduced if any part is not, else
+    inconclusive."""
+    if scale == "smoke":
+        return not_evaluated(claim_id, claim, scale)
+    statuses = [p.status for p in parts]
+    status = ("reproduced" if all(s == "reproduced" for s in statuses) else
+              "not reproduced" if "not reproduced" in statuses else "inconclusive")
+    stat = "; ".join(f"({i + 1}) {p.claim} — {p.status}: {p.statistic}" for i, p in enumerate(parts))
+    rule = "all parts reproduced; any part not reproduced fails the claim. Parts' rules: " + \
+        "; ".join(f"({i + 1}) {p.rule}" for i, p in enumerate(parts))
+    return Verdict(claim_id, claim, status, stat, rule, scale)

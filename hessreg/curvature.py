@@ -17,6 +17,7 @@ Conventions used by every function here:
 - **BatchNorm**: ``train_mode=True`` normalises with batch statistics, ``False`` with running statistics. The
   running statistics never change (:func:`~hessreg.models.frozen_stats`) and each module's mode is restored.
 - **HVP method**: ``'fwd'`` forward-over-reverse (``jvp`` of ``grad``), ``'rev'`` double backward (PyHessian).
+- **Randomness**: an optional ``torch.Generator`` on the parameters' device makes probes and labels reproducible.
 """
 from __future__ import annotations
 
@@ -47,16 +48,12 @@ DISTRIBUTIONS = ("rademacher", "gaussian")
 def select_params(model: nn.Module, params: Sequence[str | nn.Module] | None = None) -> Vector:
     """The trainable parameters named by ``params`` (prefixes of ``named_parameters`` names, or modules), detached."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if params is None:
-        chosen = named
-    else:
-        items = [params] if isinstance(params, (str, nn.Module)) else list(params)
-        prefixes = [s for s in items if isinstance(s, str)]
-        if any(not isinstance(s, (str, nn.Module)) for s in items):
-            raise TypeError("params must be None or a list of parameter-name prefixes and/or nn.Module objects")
-        ids = {id(p) for s in items if isinstance(s, nn.Module) for p in s.parameters()}
-        chosen = [(n, p) for n, p in named
-                  if id(p) in ids or any(n == q or n.startswith(q + ".") for q in prefixes)]
+    items = [params] if isinstance(params, (str, nn.Module)) else list(params or [])
+    if any(not isinstance(s, (str, nn.Module)) for s in items):
+        raise TypeError("params must be None or a list of parameter-name prefixes and/or nn.Module objects")
+    ids = {id(p) for s in items if isinstance(s, nn.Module) for p in s.parameters()}
+    chosen = named if params is None else [(n, p) for n, p in named if id(p) in ids or any(
+        n == q or n.startswith(q + ".") for q in items if isinstance(q, str))]
     if not chosen:
         valid = ", ".join(n for n, _ in named[:8]) + (", …" if len(named) > 8 else "")
         raise ValueError(f"empty parameter subset: {params!r} selects no trainable parameter (names: {valid})")
@@ -99,7 +96,8 @@ def _check_choice(value: str, choices: tuple[str, ...], what: str) -> None:
         raise ValueError(f"unknown {what} {value!r}; valid choices: {', '.join(choices)}")
 
 
-def _setup(model: nn.Module, data, params, kind: str, loss: LossArg, method: str) -> tuple[Vector, list[Batch]]:
+def _setup(model: nn.Module, data, params, kind: str, loss: LossArg, method: str,
+           need_data: bool = True) -> tuple[Vector, list[Batch]]:
     """Validated choices, the parameter subset θ (finite) and the batches: one clear error per bad input."""
     _check_choice(kind, CURVATURES, "curvature")
     _check_choice(method, HVP_METHODS, "HVP method")
@@ -109,7 +107,7 @@ def _setup(model: nn.Module, data, params, kind: str, loss: LossArg, method: str
     bad = [n for n, t in theta.items() if not torch.isfinite(t).all()]
     if bad:
         raise ValueError(f"non-finite values in the parameters {bad}")
-    return theta, _batches(data)
+    return theta, _batches(data) if need_data else []
 
 
 def _check_split(loss: LossArg) -> str:
@@ -153,13 +151,12 @@ def _hz(z: Tensor, u: Tensor, loss: str) -> Tensor:
 @contextlib.contextmanager
 def measuring(model: nn.Module, train_mode: bool) -> Iterator[nn.Module]:
     """BatchNorm in train (batch stats) or eval (running stats) mode, running stats frozen, modes restored."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.train(train_mode)
+    modes = {m: m.training for m in model.modules()}
     try:
-        with frozen_stats(model):
+        with frozen_stats(model.train(train_mode)):
             yield model
     finally:
-        for m, mode in modes:
+        for m, mode in modes.items():
             m.training = mode
 
 
@@ -192,12 +189,12 @@ def _product(kind: str, f: Callable, theta: Vector, x: Tensor, y: Tensor, v: Vec
     if kind == "H":
         lf = loss_function(loss)
         return _hvp(lambda p: lf(f(p, x), y), theta, v, method, batched)
-    with torch.no_grad():
-        z = f(theta, x)
     if kind == "N":  # N v = ∇²_θ ⟨stop_grad(∇_z L), z(θ)⟩ v
-        c = _grad_z(z, y, loss)
+        with torch.no_grad():
+            c = _grad_z(f(theta, x), y, loss)
         return _hvp(lambda p: (c * f(p, x)).sum(), theta, v, method, batched)
-    _, pullback = vjp(lambda p: f(p, x), theta)  # G v = Jᵀ (H_z (J v))
+    z, pullback = vjp(lambda p: f(p, x), theta)  # G v = Jᵀ (H_z (J v))
+    z = z.detach()
 
     def one(u: Vector) -> Vector:
         return pullback(_hz(z, jvp(lambda p: f(p, x), (theta,), (u,))[1], loss))[0]
@@ -232,7 +229,10 @@ def _weighted(batches: list[Batch], per_batch: Callable[[Tensor, Tensor], Vector
 def matvec(kind: str, model: nn.Module, data: Batch | Iterable[Batch], v: Mapping[str, Tensor], *,
            loss: LossArg = "ce", params: Sequence[str | nn.Module] | None = None, train_mode: bool = False,
            method: str = "fwd", batched: bool = False) -> Vector:
-    """A v for A = ``kind`` ∈ {'H', 'G', 'N'}; ``batched``: v has a leading dimension of k vectors (vmapped)."""
+    """A v for A = ``kind`` ∈ {'H', 'G', 'N'}; ``batched``: v has a leading dimension of k vectors (vmapped).
+
+    ``method`` chooses how H v and N v are differentiated; G v is always a JVP, H_z, then a VJP.
+    """
     theta, batches = _setup(model, data, params, kind, loss, method)
     v = _check_vector(v, theta, batched)
     with measuring(model, train_mode):
@@ -246,15 +246,11 @@ def hvp_function(model: nn.Module, *, loss: LossArg = "ce", params: Sequence[str
 
     θ is read live from the model's parameters (shared storage), so optimizer steps are seen.
     """
-    _check_choice(method, HVP_METHODS, "HVP method")
-    if not callable(loss):
-        _check_split(loss)
-    theta, lf = select_params(model, params), loss_function(loss)
+    theta, _ = _setup(model, [], params, "H", loss, method, need_data=False)
 
     def hv(x: Tensor, y: Tensor, v: Vector) -> Vector:
         with measuring(model, train_mode):
-            f = _model_fn(model, theta)
-            return _hvp(lambda p: lf(f(p, x), y), theta, v, method, batched=False)
+            return _product("H", _model_fn(model, theta), theta, x, y, v, loss, method, batched=False)
     return hv
 
 
@@ -294,14 +290,11 @@ def probes(theta: Vector, k: int, distribution: str = "rademacher",
            generator: torch.Generator | None = None) -> Vector:
     """k probe vectors (leading dimension) with E[v vᵀ] = I: Rademacher ±1 or standard Gaussian entries."""
     _check_choice(distribution, DISTRIBUTIONS, "probe distribution")
-    out = {}
-    for n, t in theta.items():
-        shape = (k, *t.shape)
-        if distribution == "gaussian":
-            out[n] = torch.randn(shape, generator=generator, dtype=t.dtype, device=t.device)
-        else:
-            out[n] = torch.randint(0, 2, shape, generator=generator, device=t.device).to(t.dtype) * 2 - 1
-    return out
+    if distribution == "gaussian":
+        return {n: torch.randn((k, *t.shape), generator=generator, dtype=t.dtype, device=t.device)
+                for n, t in theta.items()}
+    return {n: torch.randint(0, 2, (k, *t.shape), generator=generator, device=t.device).to(t.dtype) * 2 - 1
+            for n, t in theta.items()}
 
 
 def hutchinson_trace(model: nn.Module, data, *, curvature: str = "H", loss: LossArg = "ce",
@@ -387,14 +380,21 @@ class Eigen:
     """Top eigenvalues (descending) and unit eigenvectors (dicts in the parameter layout)."""
     values: Tensor
     vectors: list[Vector]
-    n_iter: int
+    n_iter: int  # matrix-vector products used
 
 
-def _flat(v: Vector) -> Tensor:
+def flatten(v: Vector) -> Tensor:
+    """A vector dict as one flat tensor, in parameter order."""
     return torch.cat([t.reshape(-1) for t in v.values()])
 
 
-def _unflat(x: Tensor, like: Vector) -> Vector:
+def flatten_batched(v: Vector) -> Tensor:
+    """k stacked vectors (leading dimension) as a k × P matrix."""
+    return torch.cat([t.flatten(1) for t in v.values()], 1)
+
+
+def unflatten(x: Tensor, like: Vector) -> Vector:
+    """The inverse of :func:`flatten`: views of ``x`` shaped like ``like``."""
     out, i = {}, 0
     for n, t in like.items():
         out[n] = x[i:i + t.numel()].view_as(t)
@@ -463,12 +463,12 @@ def top_eigen(model: nn.Module, data, *, k: int = 1, curvature: str = "H", algor
         f = _model_fn(model, theta)
 
         def mv(u: Tensor) -> Tensor:
-            v = _unflat(u, theta)
-            return _flat(_weighted(batches, lambda x, y: _product(curvature, f, theta, x, y, v, loss, method,
+            v = unflatten(u, theta)
+            return flatten(_weighted(batches, lambda x, y: _product(curvature, f, theta, x, y, v, loss, method,
                                                                   False))).detach()
         run = _lanczos if algorithm == "lanczos" else _power
-        vals, vecs, n = run(mv, q, k, min(max_iter, dim) if algorithm == "lanczos" else max_iter, tol)
-    return Eigen(vals, [_unflat(u, theta) for u in vecs], n)
+        vals, vecs, n = run(mv, q, k, max(k, min(max_iter, dim)) if algorithm == "lanczos" else max_iter, tol)
+    return Eigen(vals, [unflatten(u, theta) for u in vecs], n)
 
 
 # ------------------------------------------------------------------------------------------ σ'' non-zero count

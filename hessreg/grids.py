@@ -45,8 +45,21 @@ def sgd_activations(p: dict) -> list[Config]:
     return runs
 
 
+def penalty_vs_rho(p: dict) -> list[Config]:
+    """Gradient-penalty chapters (Paper A Figs. 1, 2, 3, 10): every method in ``methods`` with every activation
+    in ``activations`` at every ρ in ``rhos``, plus an SGD baseline per activation. ``beta`` is the sharpness
+    of activations that have one (ReLU + synthetic NME: β = 100)."""
+    base = base_config(p, beta=p.get("beta", 1.0))
+    runs = grid(base, method=p["methods"], activation=p["activations"], rho=p["rhos"], seed=p["seeds"])
+    return runs + grid(base, method=["sgd"], activation=p["activations"], seed=p["seeds"])
+
+
 GRIDS: dict[str, Callable[[dict], list[Config]]] = {
     "01_sgd_activations": sgd_activations,
+    "02_sam_vs_psam": penalty_vs_rho,
+    "03_activation_nme_ablation": penalty_vs_rho,
+    "04_synthetic_nme": penalty_vs_rho,
+    "05_gn_psam": penalty_vs_rho,
 }
 
 

@@ -3,8 +3,34 @@
 A method is a function ``step(model, x, y, loss_fn, **hparams) -> StepOutput``. It must leave in every
 trainable parameter's ``.grad`` the direction the optimizer should step along (the optimizer, weight decay and
 schedule stay the run's choice), and return the loss and logits of its first forward pass at the current
-weights θ (used for the training metrics). Methods that spend no pass at θ (weight noise; NSO with λ = 0) return
-the mean loss of their perturbed passes and the logits of the first one instead, rather than pay for a clean pass.
+weights θ (used for the training metrics). Methods that spend no pass at θ (weight noise, RSAM, NSO with λ = 0)
+return the mean loss of their perturbed passes and the logits of the first one instead, rather than pay for a
+clean pass. ``StepOutput.penalty`` carries the regularizer's estimate where there is one (‖∇L‖, tr H, tr G).
+
+Methods and conventions (g = ∇L(θ), H = ∇²L, G = Jᵀ H_z J):
+
+==========================  ===================================  =============================================
+name                        hyperparameters                      update direction
+==========================  ===================================  =============================================
+sgd                         —                                    g
+sam                         rho                                  ∇L(θ + ρ g/‖g‖)
+asam                        rho, eta                             ∇L(θ + ρ T²g/‖Tg‖), T = |w| + η on weights
+rsam                        rho, sigma                           ∇L(θ + ρ g̃/‖g̃‖), g̃ = ∇L(θ + ε)
+psam                        rho                                  ∇(L + ρ‖g‖) = g + ρ Hg/‖g‖
+pusam                       rho                                  ∇(L + (ρ/2)‖g‖²) = g + ρ Hg
+gradient_penalty            rho, p ∈ {1, 2}                      psam (p = 1) or pusam (p = 2)
+gn_psam                     rho                                  g + ρ Gg/‖g‖ (App. C.1, the NME ablated)
+weight_noise                sigma (std)                          ∇L(θ + ε), ε ∼ N(0, σ²I) ≈ ∇(L + ½σ² tr H)
+hessian_trace               sigma2, n_probes                     ∇(L + σ² vᵀHv), Gaussian v (3rd order)
+gn_trace                    sigma2                               ∇(L + σ² B‖∇L̄(θ, ŷ)‖²), ŷ ∼ softmax(z)
+gn_trace_hutchinson         sigma2, n_probes                     ∇(L + σ² vᵀGv), vᵀGv = (Jv)ᵀH_z(Jv)
+nso                         sigma, k, two_sided, lam             λg + (1−λ) mean_j ½[∇L(θ+U_j) + ∇L(θ−U_j)]
+label_smoothing             alpha                                ∇ CE with label smoothing α
+==========================  ===================================  =============================================
+
+So ``weight_noise(sigma=σ)`` and ``hessian_trace(sigma2=σ²/2)`` have the same expected update to second order
+(Paper A's x-axis σ² drops the ½). ``gn_trace``, ``gn_trace_hutchinson`` and ``label_smoothing`` need a
+classification loss (softmax cross-entropy); the others work with any loss.
 
 Randomness (weight noise, NSO's U, Hutchinson probes, sampled labels) is drawn from torch's global RNG on the
 parameters' device, which the training loop seeds. BatchNorm running statistics are updated exactly once per
@@ -154,6 +180,12 @@ def _gaussian(params: list[Tensor], std: float) -> list[Tensor]:
 
 
 @torch.no_grad()
+def _sample_labels(logits: Tensor) -> Tensor:
+    """ŷ ∼ softmax(z), one label per row, from torch's global RNG (no gradient; the tests may replace it)."""
+    return torch.multinomial(torch.softmax(logits.detach().float(), -1), 1).squeeze(-1)
+
+
+@torch.no_grad()
 def _set(params: list[nn.Parameter], base: list[Tensor], delta: list[Tensor] | None = None, sign: float = 1.0):
     """θ := base (+ sign · delta), in place."""
     torch._foreach_copy_(params, base)
@@ -244,11 +276,31 @@ def asam_step(model, x, y, loss_fn, rho: float, eta: float) -> StepOutput:
     return _ascent_step(model, x, y, loss_fn, scale)
 
 
+def rsam_step(model, x, y, loss_fn, rho: float, sigma: float) -> StepOutput:
+    """RSAM (random SAM, Paper B's baseline, as the NSO authors' code structures it): g̃ = ∇L(θ + ε),
+    ε ∼ N(0, σ²I); then the gradient at θ + ρ g̃/‖g̃‖ (ascent from θ, not θ + ε), applied at θ. Deviation: their
+    code normalises by ‖(λ‖g̃_p‖ + ‖ε_p‖)_p‖ over tensors p and scales the noise per filter; we use the plain
+    ‖g̃‖ and N(0, σ²I). Two passes; the first (at θ + ε) updates the running stats and its loss is returned."""
+    params = trainable(model)
+    theta = [p.detach().clone() for p in params]
+    _set(params, theta, _gaussian(params, sigma))
+    logits, loss = _forward(model, x, y, loss_fn)
+    grads = list(torch.autograd.grad(loss, params))
+    _set(params, theta, torch._foreach_mul(grads, rho / (_norm(grads) + 1e-12)))
+    with frozen_stats(model):
+        loss_fn(model(x), y).backward()
+    _set(params, theta)
+    return StepOutput(loss.detach(), logits.detach())
+
+
 register(Method("sam", sam_step, {"rho": Hparam(0.05, 0.0, doc="radius of the ascent step")},
                 doc="SAM: gradient at θ + ρ g/‖g‖"))
 register(Method("asam", asam_step, {"rho": Hparam(0.5, 0.0, doc="radius of the adaptive ascent step"),
                                     "eta": Hparam(0.01, 0.0, doc="ASAM's ε added to |w|")},
                 doc="ASAM: adaptive SAM, e = ρ T²g/‖Tg‖, T = |w| + η"))
+register(Method("rsam", rsam_step, {"rho": Hparam(0.05, 0.0, doc="radius of the ascent step"),
+                                    "sigma": Hparam(0.01, 0.0, doc="std σ of the random pre-perturbation")},
+                doc="RSAM: SAM ascent along the gradient at a random point θ + ε"))
 
 
 # ---------------------------------------------------------------------------------- gradient penalties
@@ -367,8 +419,7 @@ def gn_trace_step(model, x, y, loss_fn, sigma2: float) -> StepOutput:
     if sigma2 == 0:
         loss.backward()
         return StepOutput(loss.detach(), logits.detach())
-    with torch.no_grad():
-        y_hat = torch.multinomial(torch.softmax(logits.detach().float(), -1), 1).squeeze(-1)
+    y_hat = _sample_labels(logits)
     sampled = torch.autograd.grad(F.cross_entropy(logits, y_hat), params, create_graph=True)
     est = logits.shape[0] * sum(t.square().sum() for t in sampled)
     _accumulate(params, torch.autograd.grad(loss + sigma2 * est, params))

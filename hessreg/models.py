@@ -8,6 +8,9 @@ rejects in-place writes of transformed values), and on CPU its native kernel ref
 
 - running statistics are updated outside autograd, only when ``update_stats`` is on and the call is not inside a
   torch.func transform (a functional transform must not mutate the model);
+- inside a torch.func transform the forward is always the elementary-op one: PyTorch's native kernel gives wrong
+  second derivatives under ``vmap`` of forward-over-reverse (``torch.func.hessian`` through train-mode
+  ``batch_norm`` with affine parameters was off by 10% on torch 2.14; tests/test_models.py checks it);
 - ``primitive = True`` computes y = (x − μ_B)/√(σ²_B + ε)·γ + β from elementary ops, which autograd
   differentiates to any order on any device; the default native kernel is faster (cuDNN) and is enough up to
   2nd order. :func:`batchnorm_mode` switches both for a block of code.
@@ -49,9 +52,9 @@ class BatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, x: Tensor) -> Tensor:
         self._check_input_dim(x)
         use_batch_stats = self.training or not self.track_running_stats
-        update = (self.training and self.track_running_stats and self.update_stats
-                  and not _in_functorch_transform())
-        if not self.primitive:
+        functional = _in_functorch_transform()
+        update = self.training and self.track_running_stats and self.update_stats and not functional
+        if not (self.primitive or functional):
             if update:
                 self.num_batches_tracked.add_(1)
             running = update or not use_batch_stats  # None: F.batch_norm neither reads nor writes them

@@ -4,9 +4,10 @@ The method (``hessreg.methods``) computes the update direction into ``.grad``; t
 the optimizer, the learning-rate schedule, divergence detection and the record. A NaN/inf training loss ends
 the run and is recorded as ``diverged`` — it never raises, so a sweep goes on.
 
-Data parallel: when ``torch.distributed`` is initialised (torchrun), each rank takes its shard of every batch
-and gradients are averaged across ranks after the method's step — whatever the method, since every method
-leaves its direction in ``.grad``.
+Data parallel: when ``torch.distributed`` is initialised (torchrun), ``batch_size`` is the global batch; each of
+the ``world_size`` ranks takes its ``batch_size / world_size`` share of every batch, and gradients are averaged
+across ranks after the method's step — whatever the method, since every method leaves its direction in
+``.grad``. (Per-rank regularizers such as SAM's ascent then use the local batch, as in Foret et al.'s m-sharpness.)
 """
 from __future__ import annotations
 
@@ -151,7 +152,8 @@ class Record:
 
     key: str
     config: dict
-    history: list[dict]  # one entry per completed epoch: epoch, train_loss, train_acc, lr, time_s
+    history: list[dict]  # per completed epoch: epoch, train_loss, train_acc, lr, time_s, penalty (mean
+    # of the method's regularizer estimate over the epoch's steps, None for methods without one)
     test_loss: float | None
     test_acc: float | None
     diverged: bool
@@ -264,6 +266,9 @@ def run(config: Config, *, on_epoch_end: Callable[[nn.Module, int, list], None] 
     if device.type == "cuda":  # TF32 matmuls/convolutions: what the full-scale timings assume (DESIGN §7)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     rank, world = _world()
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} is not divisible by the world size {world}")
+    local_batch = config.batch_size // world
     ds = data.load(config.dataset, config.train_size, config.test_size, device, config.data_root)
     torch.manual_seed(config.seed)
     model = models.build_model(config.model, ds.num_classes, ds.in_channels, ds.image_size,
@@ -273,7 +278,7 @@ def run(config: Config, *, on_epoch_end: Callable[[nn.Module, int, list], None] 
     params = methods.trainable(model)
     opt = make_optimizer(config, params)
     gen = torch.Generator(device=device).manual_seed(config.seed)
-    steps_per_epoch = ds.num_train // (config.batch_size * world)
+    steps_per_epoch = ds.num_train // config.batch_size
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(config, s, steps_per_epoch))
     loss_fn = F.cross_entropy
 
@@ -281,9 +286,9 @@ def run(config: Config, *, on_epoch_end: Callable[[nn.Module, int, list], None] 
     model.train()
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
-        sums = torch.zeros(3, device=device)  # loss·n, correct, n
+        sums = torch.zeros(5, device=device)  # loss·n, correct, n, Σ penalty, steps with a penalty
         bad = torch.zeros((), dtype=torch.bool, device=device)
-        for i, (x, y) in enumerate(ds.train_batches(config.batch_size, gen, config.augment, rank, world)):
+        for i, (x, y) in enumerate(ds.train_batches(local_batch, gen, config.augment, rank, world)):
             opt.zero_grad(set_to_none=True)
             out = method.step(model, x, y, loss_fn, **hp)
             _all_reduce_mean([p.grad for p in params if p.grad is not None], world)
@@ -297,14 +302,18 @@ def run(config: Config, *, on_epoch_end: Callable[[nn.Module, int, list], None] 
             sums[0] += out.loss * len(y)
             sums[1] += (out.logits.argmax(1) == y).sum()
             sums[2] += len(y)
+            if out.penalty is not None:  # the method's own regularizer estimate (‖∇L‖, tr H, tr G)
+                sums[3] += out.penalty.float()
+                sums[4] += 1
         _all_reduce_mean([sums], world)
         if diverged_at is None and bad.item():
             diverged_at = {"epoch": epoch, "step": step}
         if diverged_at is not None:
             break
-        loss_n, correct, n = sums.tolist()
+        loss_n, correct, n, penalty, n_penalty = sums.tolist()
         history.append({"epoch": epoch, "train_loss": loss_n / n, "train_acc": correct / n,
-                        "lr": opt.param_groups[0]["lr"], "time_s": time.perf_counter() - t0})
+                        "lr": opt.param_groups[0]["lr"], "time_s": time.perf_counter() - t0,
+                        "penalty": penalty / n_penalty if n_penalty else None})
         if on_epoch_end is not None:
             on_epoch_end(model, epoch, metrics)
     test_loss, test_acc = evaluate(model, ds.test_batches())

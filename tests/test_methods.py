@@ -1,6 +1,7 @@
 """Methods: closed forms on a quadratic, dense-matrix checks on a tiny float64 network, BatchNorm bookkeeping,
 Monte-Carlo expectations (5-standard-error bounds), bad input, and a benchmark smoke run."""
 import importlib.util
+import itertools
 import math
 from pathlib import Path
 
@@ -79,6 +80,15 @@ def test_quadratic_weight_noise_is_gradient_at_perturbed_point(monkeypatch):
     eps = [torch.linspace(-1, 1, th.numel(), dtype=DT)]
     monkeypatch.setattr(methods, "_gaussian", lambda params, std: [e * std for e in eps])
     torch.testing.assert_close(_quad_grad("weight_noise", model, a, sigma=0.3), a @ (th + 0.3 * eps[0]))
+
+
+def test_quadratic_rsam(monkeypatch):
+    model, a, th = _quadratic()
+    eps = torch.linspace(-1, 1, th.numel(), dtype=DT)
+    monkeypatch.setattr(methods, "_gaussian", lambda params, std: [eps * std])
+    gt = a @ (th + 0.2 * eps)
+    torch.testing.assert_close(_quad_grad("rsam", model, a, rho=0.3, sigma=0.2),
+                               a @ (th + 0.3 * gt / gt.norm()), rtol=1e-12, atol=1e-12)
 
 
 # ------------------------------------------------------------------------------------- tiny network
@@ -225,15 +235,27 @@ def test_weight_noise_matches_half_sigma2_trace_to_second_order(monkeypatch):
     assert 10 < errors[0] / errors[1] < 24  # O(σ⁴) remainder
 
 
-def test_gn_trace_expectation_is_trace_g():
-    """Sampled labels: E_ŷ[B‖∇L̄(θ, ŷ)‖²] = tr G, within 5 standard errors."""
-    model, x, y = _net(batch=4)
+def test_gn_trace_expectation_is_trace_g(monkeypatch):
+    """Sampled labels: E_ŷ[B‖∇L̄(θ, ŷ)‖²] = tr G, the expectation taken exactly over all C^B label vectors."""
+    model, x, y = _net(batch=3)
     trace_g = torch.trace(Dense(model, x, y).gauss_newton())
-    torch.manual_seed(4)
-    pens = [_step("gn_trace", model, x, y, sigma2=1e-3)[1].penalty for _ in range(400)]
-    mean, se = _mean_and_se(pens)
-    assert abs(mean - trace_g) <= 5 * se
-    assert abs(trace_g / 4 - trace_g) > 10 * se  # resolving power: a factor-B error (tr G / B) would fail
+    prob = torch.softmax(model(x).detach(), -1)
+    combos = list(itertools.product(range(3), repeat=3))
+    it = iter(combos)
+    monkeypatch.setattr(methods, "_sample_labels", lambda logits: torch.tensor(next(it)))
+    expectation = 0.0
+    for combo in combos:
+        weight = math.prod(float(prob[b, c]) for b, c in enumerate(combo))
+        expectation += weight * _step("gn_trace", model, x, y, sigma2=1e-3)[1].penalty
+    torch.testing.assert_close(expectation, trace_g, rtol=1e-10, atol=1e-12)
+
+
+def test_sampled_labels_follow_softmax():
+    torch.manual_seed(0)
+    logits = torch.tensor([[0.0, 1.0, -1.0]], dtype=DT).expand(30000, 3)
+    freq = torch.bincount(methods._sample_labels(logits), minlength=3).to(DT) / 30000
+    p = torch.softmax(logits[0], -1)
+    assert ((freq - p).abs() <= 5 * (p * (1 - p) / 30000).sqrt()).all()
 
 
 def test_gn_trace_hutchinson_expectation_is_trace_g(monkeypatch):
@@ -266,7 +288,8 @@ def test_penalties_at_zero_weight_are_sgd():
     for name, hp in [("gn_trace", {"sigma2": 0.0}), ("gn_trace_hutchinson", {"sigma2": 0.0}),
                      ("hessian_trace", {"sigma2": 0.0}), ("psam", {"rho": 0.0}), ("gn_psam", {"rho": 0.0}),
                      ("sam", {"rho": 0.0}), ("asam", {"rho": 0.0}), ("nso", {"lam": 1.0}),
-                     ("label_smoothing", {"alpha": 0.0}), ("weight_noise", {"sigma": 0.0})]:
+                     ("label_smoothing", {"alpha": 0.0}), ("weight_noise", {"sigma": 0.0}),
+                     ("rsam", {"rho": 0.0, "sigma": 0.0})]:
         torch.testing.assert_close(_step(name, model, x, y, **hp)[0], g, rtol=1e-12, atol=1e-14)
 
 
@@ -277,7 +300,7 @@ def test_gn_trace_gradient_for_fixed_sampled_labels():
     torch.manual_seed(5)
     got, out = _step("gn_trace", model, x, y, sigma2=0.01)
     torch.manual_seed(5)
-    y_hat = torch.multinomial(torch.softmax(out.logits.float(), -1), 1).squeeze(-1)
+    y_hat = methods._sample_labels(out.logits)
     pen = lambda t: 4 * torch.func.grad(lambda s: F.cross_entropy(d.logits(s), y_hat))(t).square().sum()  # noqa
     torch.testing.assert_close(got, d.grad() + 0.01 * torch.func.grad(pen)(d.theta), rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(out.penalty, pen(d.theta))
@@ -370,7 +393,7 @@ def test_bad_input_errors():
         check_method("sam", {"rho": -0.1})
     with pytest.raises(ValueError, match="rho must be ≥ 0"):
         check_method("psam", {"rho": -1})
-    for name in ["weight_noise", "nso"]:
+    for name in ["weight_noise", "nso", "rsam"]:
         with pytest.raises(ValueError, match="sigma must be ≥ 0"):
             check_method(name, {"sigma": -0.01})
     with pytest.raises(ValueError, match="k must be ≥ 1"):
@@ -393,7 +416,7 @@ def test_bad_input_errors():
 
 def test_registry_names():
     assert set(METHODS) >= {"sgd", "sam", "asam", "psam", "pusam", "gradient_penalty", "gn_psam", "weight_noise",
-                            "hessian_trace", "gn_trace", "gn_trace_hutchinson", "nso", "label_smoothing"}
+                            "hessian_trace", "gn_trace", "gn_trace_hutchinson", "nso", "label_smoothing", "rsam"}
 
 
 # ------------------------------------------------------------------------------------------- benchmark
@@ -411,3 +434,16 @@ def test_benchmark_smoke(tmp_path):
     assert set(out["methods"]) == set(METHODS) - {"gradient_penalty"}
     for name, r in out["methods"].items():
         assert math.isfinite(r["ratio"]) and r["ratio"] > 0 and r["ms"] > 0, name
+
+
+@pytest.mark.parametrize("name,hp,passes", [
+    ("sgd", {}, 1), ("sam", {}, 2), ("rsam", {}, 2), ("weight_noise", {}, 1), ("psam", {}, 1), ("gn_psam", {}, 1),
+    ("hessian_trace", {}, 1), ("gn_trace", {}, 1), ("nso", {}, 2), ("nso", {"k": 3}, 6),
+    ("nso", {"two_sided": False, "k": 2}, 2), ("nso", {"lam": 0.5}, 3)])
+def test_forward_pass_count(name, hp, passes):
+    """No wasted passes: NSO with λ = 0 spends exactly 2k (two-sided) or k (one-sided) forward passes."""
+    model, x, y = _net()
+    calls = []
+    model.register_forward_hook(lambda *a: calls.append(1))
+    _step(name, model, x, y, **hp)
+    assert len(calls) == passes

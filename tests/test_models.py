@@ -178,3 +178,27 @@ def test_frozen_stats_and_updates():
     assert torch.equal(bn.running_mean, rm) and bn.update_stats
     model(x)
     assert not torch.equal(bn.running_mean, rm) and bn.num_batches_tracked.item() == 1
+
+
+def test_torch_func_hessian_through_batchnorm_matches_double_backward():
+    """torch.func.hessian (vmap of forward-over-reverse) through train-mode BatchNorm with affine parameters:
+    PyTorch's native kernel is wrong here (off by ~10%), so BatchNorm switches to elementary ops inside
+    torch.func transforms; the dense Hessian must equal the one built by double backward."""
+    from torch.func import hessian
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(4, 3), models.BatchNorm(3), torch.nn.Tanh(), torch.nn.Linear(3, 2))
+    m = m.double()
+    x, y = torch.randn(6, 4, dtype=torch.float64), torch.randint(0, 2, (6,))
+    names, shapes = zip(*[(n, p.shape) for n, p in m.named_parameters()])
+    flat = torch.cat([p.detach().reshape(-1) for p in m.parameters()])
+
+    def f(t):
+        parts = dict(zip(names, (c.reshape(s) for c, s in zip(t.split([s.numel() for s in shapes]), shapes))))
+        return F.cross_entropy(functional_call(m, parts, (x,)), y)
+
+    dense = hessian(f)(flat)
+    t = flat.clone().requires_grad_()
+    with models.frozen_stats(m):
+        g = torch.autograd.grad(f(t), t, create_graph=True)[0]
+        rows = torch.stack([torch.autograd.grad(g[i], t, retain_graph=True)[0] for i in range(len(g))])
+    torch.testing.assert_close(dense, rows, rtol=1e-10, atol=1e-12)

@@ -13,7 +13,8 @@ TINY = dict(train_size=256, test_size=128, model="mlp-32x1", epochs=2, batch_siz
 def test_record_fields_and_learning():
     r = hr.run(hr.Config(**TINY))
     assert [h["epoch"] for h in r.history] == [1, 2]
-    assert set(r.history[0]) == {"epoch", "train_loss", "train_acc", "lr", "time_s"}
+    assert set(r.history[0]) == {"epoch", "train_loss", "train_acc", "lr", "time_s", "penalty"}
+    assert r.history[0]["penalty"] is None  # SGD has no regularizer estimate
     assert r.history[1]["train_loss"] < r.history[0]["train_loss"]
     assert 0.3 < r.test_acc <= 1 and r.test_loss > 0 and not r.diverged and r.wall_time_s > 0
     assert {"commit", "torch", "device", "python"} <= set(r.provenance) and r.provenance["device"] == "cpu"
@@ -82,3 +83,8 @@ def test_lr_schedules():
     assert train.lr_factor(oc, 0, 10) == 0 and train.lr_factor(oc, 20, 10) == 1.0
     st = c.replace(schedule="step", step_epochs=3, step_gamma=0.1)
     assert [round(train.lr_factor(st, s * 10, 10), 12) for s in (0, 2, 3, 6, 9)] == [1, 1, 0.1, 0.01, 0.001]
+
+
+def test_penalty_estimates_are_logged_per_epoch():
+    r = hr.run(hr.Config(**TINY | dict(method="psam", hparams={"rho": 0.05})))
+    assert all(h["penalty"] > 0 for h in r.history)  # PSAM's ‖∇L‖, averaged over each epoch
