@@ -24,13 +24,13 @@ from hessreg import grids  # noqa: E402
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("chapters", nargs="*", help=f"default: all ({', '.join(grids.GRIDS)})")
+    ap.add_argument("chapters", nargs="*", help=f"default: all ({', '.join(grids.chapters())})")
     ap.add_argument("--scale", default="smoke", choices=grids.SCALES)
     ap.add_argument("--out", default=str(REPO / "_build" / "executed"))
     ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     ap.add_argument("--kernel", default="hessreg", help="Jupyter kernel name (make setup registers 'hessreg')")
     args = ap.parse_args(argv)
-    chapters = args.chapters or list(grids.GRIDS)
+    chapters = args.chapters or grids.chapters()
     for chapter in chapters:
         grids.check_chapter(chapter)
     out = Path(args.out)

@@ -60,9 +60,20 @@ def parameters(chapter: str, namespace: dict) -> dict:
 class ChapterResult:
     chapter: str
     scale: str  # the scale whose records are shown
-    frame: pd.DataFrame
+    frame: pd.DataFrame  # one row per run (results.frame)
     params: dict
+    records: list = field(default_factory=list, repr=False)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """Learning curves, one row per run and epoch (results.history_frame)."""
+        return results.history_frame(self.records)
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """Measurements at initialization and after training (results.metrics_frame)."""
+        return results.metrics_frame(self.records)
 
     @property
     def provenance(self) -> str:
@@ -85,11 +96,14 @@ def run_chapter(chapter: str, params: dict, *, progress: bool = True) -> Chapter
     scale = params["scale"]
     if scale == "smoke" and (grids.PARAMS / chapter / "full.yaml").exists():
         full = grids.load_params(chapter, "full")
-        df = sweep(grids.configs(chapter, full), results.store_for("full"), train=False, progress=False)
+        configs, store = grids.configs(chapter, full), results.store_for("full")
+        df = sweep(configs, store, train=False, progress=False)
         if df.attrs["missing"] == 0:
-            return ChapterResult(chapter, "full", df, full, ["showing the committed full-scale records"])
-    df = sweep(grids.configs(chapter, params), results.store_for(scale), progress=progress, desc=chapter)
-    return ChapterResult(chapter, scale, df, params)
+            return ChapterResult(chapter, "full", df, full, [store.get(c) for c in configs],
+                                 ["showing the committed full-scale records"])
+    configs, store = grids.configs(chapter, params), results.store_for(scale)
+    df = sweep(configs, store, progress=progress, desc=chapter)
+    return ChapterResult(chapter, scale, df, params, [r for r in map(store.get, configs) if r is not None])
 
 
 def save_figure_data(df: pd.DataFrame, label: str) -> Path:

@@ -16,7 +16,7 @@ import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -28,7 +28,6 @@ FASHION_MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte.gz", "train_labels": "train-labels-idx1-ubyte.gz",
     "test_images": "t10k-images-idx3-ubyte.gz", "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
-DATASETS = ("fashion_mnist", "cifar10", "imagenet", "image_folder")
 DATA_SEED = 1234  # fixes which training subset a run sees, independently of the run's seed
 
 
@@ -144,6 +143,8 @@ class TensorData:
     y_test: Tensor
     num_classes: int
     pad: int = 0  # pad-crop margin when augmenting
+    x_val: Tensor | None = None  # held out from the training pool when a validation size is asked for
+    y_val: Tensor | None = None
 
     @property
     def num_train(self) -> int:
@@ -175,6 +176,12 @@ class TensorData:
         for i in range(0, len(self.y_test), batch_size):
             yield self.x_test[i:i + batch_size], self.y_test[i:i + batch_size]
 
+    def val_batches(self, batch_size: int = 1000) -> Iterator[tuple[Tensor, Tensor]]:
+        if self.y_val is None:
+            raise ValueError(f"{self.name} was loaded without a validation split (val_size=None)")
+        for i in range(0, len(self.y_val), batch_size):
+            yield self.x_val[i:i + batch_size], self.y_val[i:i + batch_size]
+
 
 def _subset(n: int, size: int | None, seed: int) -> np.ndarray:
     if size is None or size >= n:
@@ -183,9 +190,20 @@ def _subset(n: int, size: int | None, seed: int) -> np.ndarray:
 
 
 def tensor_data(name: str, x_train: np.ndarray, y_train, x_test, y_test, num_classes: int,
-                train_size: int | None, test_size: int | None, device, pad: int) -> TensorData:
-    """Subset, scale to [0, 1], normalise per channel with the training subset's statistics, move to device."""
-    tr, te = _subset(len(y_train), train_size, DATA_SEED), _subset(len(y_test), test_size, DATA_SEED + 1)
+                train_size: int | None, test_size: int | None, device, pad: int,
+                val_size: int | None = None) -> TensorData:
+    """Subset, scale to [0, 1], normalise per channel with the training subset's statistics, move to device.
+
+    With ``val_size``, a fixed random validation set is held out of the training pool first and the training
+    subset is drawn from the rest (without it, the subset is the same as ever)."""
+    pool = np.arange(len(y_train))
+    val = None
+    if val_size:
+        if val_size >= len(pool):
+            raise ValueError(f"val_size {val_size} leaves no training data ({len(pool)} examples)")
+        perm = np.random.default_rng(DATA_SEED + 2).permutation(len(pool))
+        val, pool = np.sort(perm[:val_size]), np.sort(perm[val_size:])
+    tr, te = pool[_subset(len(pool), train_size, DATA_SEED)], _subset(len(y_test), test_size, DATA_SEED + 1)
 
     def prep(x):
         x = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32) / 255.0
@@ -194,30 +212,45 @@ def tensor_data(name: str, x_train: np.ndarray, y_train, x_test, y_test, num_cla
     xtr, xte = prep(x_train[tr]), prep(x_test[te])
     mean, std = xtr.mean((0, 2, 3), keepdim=True), xtr.std((0, 2, 3), keepdim=True)
     as_y = lambda y: torch.as_tensor(np.asarray(y), dtype=torch.long)
-    return TensorData(name, ((xtr - mean) / std).to(device), as_y(y_train)[tr].to(device),
-                      ((xte - mean) / std).to(device), as_y(y_test)[te].to(device), num_classes, pad)
+    y_train = as_y(y_train)
+    xval = None if val is None else ((prep(x_train[val]) - mean) / std).to(device)
+    return TensorData(name, ((xtr - mean) / std).to(device), y_train[tr].to(device),
+                      ((xte - mean) / std).to(device), as_y(y_test)[te].to(device), num_classes, pad,
+                      xval, None if val is None else y_train[val].to(device))
+
+
+# name → loader(train_size, test_size, val_size, device, root) -> TensorData. Other modules (the transfer task
+# of ``hessreg.transfer``) register theirs, so this dict is the single list of in-memory datasets.
+LOADERS: dict[str, Callable[..., TensorData]] = {
+    "fashion_mnist": lambda tr, te, va, device, root: tensor_data(
+        "fashion_mnist", *load_fashion_mnist_arrays(root), 10, tr, te, device, pad=2, val_size=va),
+    "cifar10": lambda tr, te, va, device, root: tensor_data(
+        "cifar10", *load_cifar10_arrays(root), 10, tr, te, device, pad=4, val_size=va),
+}
+FOLDER_DATASETS = ("imagenet", "image_folder")
 
 
 @functools.lru_cache(maxsize=4)
-def _cached(name: str, train_size, test_size, device: str, root) -> TensorData:
-    if name == "fashion_mnist":
-        return tensor_data(name, *load_fashion_mnist_arrays(root), 10, train_size, test_size, device, pad=2)
-    if name == "cifar10":
-        return tensor_data(name, *load_cifar10_arrays(root), 10, train_size, test_size, device, pad=4)
-    raise AssertionError(name)
+def _cached(name: str, train_size, test_size, val_size, device: str, root) -> TensorData:
+    return LOADERS[name](train_size, test_size, val_size, device, root)
 
 
-def load(name: str, train_size: int | None = None, test_size: int | None = None, device="cpu", root=None):
+def load(name: str, train_size: int | None = None, test_size: int | None = None, device="cpu", root=None,
+         val_size: int | None = None):
     """Dataset ``name`` ready for training: :class:`TensorData` or :class:`FolderData`."""
     check_dataset(name)
-    if name in ("imagenet", "image_folder"):
+    if name in FOLDER_DATASETS:
+        if val_size:
+            raise ValueError(f"{name}: a validation split of an image folder is its own val/ folder; "
+                             "val_size is for in-memory datasets")
         return FolderData.from_root(root or os.environ.get("HESSREG_DATA"), name, device, train_size)
-    return _cached(name, train_size, test_size, str(device), None if root is None else str(root))
+    return _cached(name, train_size, test_size, val_size, str(device), None if root is None else str(root))
 
 
 def check_dataset(name: str) -> None:
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid choices: {', '.join(DATASETS)}")
+    valid = (*LOADERS, *FOLDER_DATASETS)
+    if name not in valid:
+        raise ValueError(f"unknown dataset {name!r}; valid choices: {', '.join(valid)}")
 
 
 # ---------------------------------------------------------------------------------- folders of image files

@@ -54,20 +54,58 @@ def penalty_vs_rho(p: dict) -> list[Config]:
     return runs + grid(base, method=["sgd"], activation=p["activations"], seed=p["seeds"])
 
 
+def trace_penalties(p: dict) -> list[Config]:
+    """Trace-penalty chapters (Paper A Figs. 4, 5, 6): each method in ``methods`` at each penalty weight σ² in
+    ``sigma2s``, plus SGD. The x-axis σ² is the weight of the penalty in L + σ² tr(·); weight noise gets variance
+    2σ², so that its expected loss L + ½·2σ² tr H is the same second-order objective (Paper A drops the ½)."""
+    base = base_config(p, activation=p["activation"])
+    runs = []
+    for method in p["methods"]:
+        if method == "weight_noise":
+            runs += grid(base, method=[method], sigma=[(2 * s2) ** 0.5 for s2 in p["sigma2s"]], seed=p["seeds"])
+        elif method == "hessian_trace" or method == "gn_trace_hutchinson":
+            runs += grid(base, method=[method], sigma2=p["sigma2s"], n_probes=[p["n_probes"]], seed=p["seeds"])
+        else:
+            runs += grid(base, method=[method], sigma2=p["sigma2s"], seed=p["seeds"])
+    return runs + grid(base, method=["sgd"], seed=p["seeds"])
+
+
+def beta_sweep(p: dict) -> list[Config]:
+    """β-GELU chapters (Paper A Figs. 8, 9): SGD and PSAM (ρ = ``rho``) with β-GELU at each β in ``betas``;
+    the fraction of non-zero σ'' is measured at initialization and after training in the same runs."""
+    base = base_config(p, activation="beta_gelu", measure=("nonzero_d2",))
+    runs = grid(base, method=["sgd"], beta=p["betas"], seed=p["seeds"])
+    return runs + grid(base, method=["psam"], beta=p["betas"], rho=[p["rho"]], seed=p["seeds"])
+
+
 GRIDS: dict[str, Callable[[dict], list[Config]]] = {
     "01_sgd_activations": sgd_activations,
     "02_sam_vs_psam": penalty_vs_rho,
     "03_activation_nme_ablation": penalty_vs_rho,
     "04_synthetic_nme": penalty_vs_rho,
     "05_gn_psam": penalty_vs_rho,
+    "06_trace_penalties": trace_penalties,
+    "07_trace_penalties_5_probes": trace_penalties,
+    "08_trace_during_training": trace_penalties,
+    "10_beta_gelu_psam": beta_sweep,
+    "11_nonzero_second_derivatives": beta_sweep,
 }
 
 
+def chapters() -> list[str]:
+    """Every chapter with parameter files, in book order (a chapter without runs has no GRIDS entry)."""
+    return sorted(p.name for p in PARAMS.iterdir() if (p / "smoke.yaml").exists())
+
+
 def check_chapter(chapter: str) -> None:
-    if chapter not in GRIDS:
-        raise ValueError(f"unknown chapter {chapter!r}; valid choices: {', '.join(GRIDS)}")
+    if chapter not in chapters():
+        raise ValueError(f"unknown chapter {chapter!r}; valid choices: {', '.join(chapters())}")
 
 
 def configs(chapter: str, params: dict) -> list[Config]:
+    """The runs of ``chapter`` with parameters ``params`` (every config validated as it is built)."""
     check_chapter(chapter)
+    if chapter not in GRIDS:
+        raise ValueError(f"chapter {chapter!r} trains no models (it has no grid); chapters with runs: "
+                         f"{', '.join(GRIDS)}")
     return GRIDS[chapter](params)

@@ -105,9 +105,35 @@ def frame(records: Iterable[Record]) -> pd.DataFrame:
         hp = cfg.pop("hparams", {}) or {}
         last = r.history[-1] if r.history else {}
         rows.append(cfg | {f"hp_{k}": v for k, v in hp.items()} | {
-            "key": r.key, "test_acc": r.test_acc, "test_loss": r.test_loss,
+            "key": r.key, "test_acc": r.test_acc, "test_loss": r.test_loss, "val_acc": r.val_acc,
             "train_loss": last.get("train_loss"), "train_acc": last.get("train_acc"),
             "epochs_done": len(r.history), "diverged": r.diverged, "wall_time_s": r.wall_time_s,
             "commit": r.provenance.get("commit"), "device_name": r.provenance.get("device"),
             "torch": r.provenance.get("torch")})
+    return pd.DataFrame(rows)
+
+
+def history_frame(records: Iterable[Record]) -> pd.DataFrame:
+    """Long format learning curves: one row per (record, epoch) with the record's key, method, activation,
+    hyperparameters (``hp_<name>``) and seed beside the epoch's entries (train loss/accuracy, lr, penalty)."""
+    rows = []
+    for r in records:
+        hp = {f"hp_{k}": v for k, v in (r.config.get("hparams") or {}).items()}
+        ident = {"key": r.key, "method": r.config["method"], "activation": r.config["activation"],
+                 "seed": r.config["seed"], "diverged": r.diverged} | hp
+        rows += [ident | h for h in r.history]
+    return pd.DataFrame(rows)
+
+
+def metrics_frame(records: Iterable[Record]) -> pd.DataFrame:
+    """One row per (record, measurement): key, activation, β, method, seed, when ('init'/'final'), name, and the
+    measurement's scalar fields (a dict value is spread into columns)."""
+    rows = []
+    for r in records:
+        ident = {"key": r.key, "method": r.config["method"], "activation": r.config["activation"],
+                 "beta": r.config.get("beta"), "seed": r.config["seed"]}
+        for m in r.metrics:
+            value = m["value"] if isinstance(m["value"], dict) else {"value": m["value"]}
+            rows.append(ident | {"when": m["when"], "name": m["name"]} |
+                        {k: v for k, v in value.items() if not isinstance(v, dict)})
     return pd.DataFrame(rows)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import activations, data, methods, models
+from . import activations, curvature, data, methods, models, transfer
 
 OPTIMIZERS = ("sgd", "adam", "amsgrad")
 SCHEDULES = ("constant", "cosine", "onecycle", "step")
@@ -35,7 +35,7 @@ DEVICES = ("auto", "cpu", "cuda")
 NOT_IN_KEY = ("device", "data_root")
 # Fields added after records were first stored, with the value those records implicitly had: a field at this
 # value is left out of the key, so adding a field never orphans stored records.
-LATER_FIELDS: dict[str, Any] = {}
+LATER_FIELDS: dict[str, Any] = {"val_size": None, "init": None, "measure": ()}
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class Config:
     dataset: str = "fashion_mnist"
     train_size: int | None = None  # None: the whole training set; else a fixed random subset
     test_size: int | None = None
+    val_size: int | None = None  # held out of the training pool (fixed), evaluated at the end of the run
     model: str = "wrn-16-4"
     activation: str = "relu"
     beta: float = 1.0  # sharpness of beta_gelu / relu_synthetic_nme; ignored by other activations
@@ -64,8 +65,12 @@ class Config:
     seed: int = 0
     device: str = "auto"
     data_root: str | None = None
+    init: str | None = None  # where the initial weights come from (``hessreg.transfer``); None: random init
+    measure: tuple[str, ...] = ()  # measurements taken at initialization and after training (MEASUREMENTS)
 
     def __post_init__(self):
+        if isinstance(self.measure, list):  # YAML and JSON give lists
+            object.__setattr__(self, "measure", tuple(self.measure))
         _check_types(self)
         object.__setattr__(self, "hparams", types.MappingProxyType(dict(self.hparams)))
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("loss", LOSSES),
@@ -79,7 +84,12 @@ class Config:
         for name in ("epochs", "batch_size", "step_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
-        for name in ("train_size", "test_size"):
+        if self.init is not None:
+            transfer.check_init(self.init)
+        unknown = [m for m in self.measure if m not in MEASUREMENTS]
+        if unknown:
+            raise ValueError(f"unknown measurement(s) {unknown}; valid choices: {', '.join(MEASUREMENTS)}")
+        for name in ("train_size", "test_size", "val_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1 or None, got {getattr(self, name)}")
         if self.train_size is not None and self.train_size < self.batch_size:
@@ -140,6 +150,8 @@ def _check_types(config: Config) -> None:
                 ok |= isinstance(value, (int, float)) and not isinstance(value, bool)
             elif t is int:
                 ok |= isinstance(value, int) and not isinstance(value, bool)
+            elif t is tuple:
+                ok |= isinstance(value, tuple) and all(isinstance(v, str) for v in value)
             else:
                 ok |= isinstance(value, t)
         if not ok:
@@ -160,7 +172,9 @@ class Record:
     wall_time_s: float
     provenance: dict
     diverged_at: dict | None = None  # {"epoch", "step"} of the first non-finite loss
-    metrics: list[dict] = field(default_factory=list)  # optional per-epoch/per-step measurements
+    metrics: list[dict] = field(default_factory=list)  # {"when", "name", "value"}: Config.measure's results
+    val_loss: float | None = None  # on the held-out validation split (Config.val_size), after training
+    val_acc: float | None = None
     schema: int = 1
 
     def to_dict(self) -> dict:
@@ -254,11 +268,25 @@ def provenance(device: torch.device) -> dict:
     }
 
 
-def run(config: Config, *, on_epoch_end: Callable[[nn.Module, int, list], None] | None = None,
-        check_every: int = 25) -> Record:
+def _measurement_batch(ds, n: int = 512):
+    return ds.x_train[:n], ds.y_train[:n]
+
+
+def _nonzero_d2(model: nn.Module, ds) -> dict:
+    """Fraction of exactly non-zero σ'' over the activations' inputs on 512 training images (batch statistics,
+    running statistics untouched), per layer and in total (Paper A Fig. 9)."""
+    f = curvature.nonzero_second_derivative_fraction(model, _measurement_batch(ds), threshold=0.0, train_mode=True)
+    return {"total": float(f.total), "per_layer": {k: float(v) for k, v in f.per_layer.items()},
+            "threshold": f.threshold}
+
+
+# name → fn(model, dataset) -> JSON-able value; taken at initialization and after training.
+MEASUREMENTS: dict[str, Callable[[nn.Module, Any], Any]] = {"nonzero_d2": _nonzero_d2}
+
+
+def run(config: Config, *, check_every: int = 25) -> Record:
     """Train one model as ``config`` says and return its :class:`Record` (nothing is written here).
 
-    ``on_epoch_end(model, epoch, metrics)`` may append measurement dicts to ``metrics`` (stored in the record).
     Divergence is checked every ``check_every`` steps and at each epoch's end (each check synchronises).
     """
     start = time.perf_counter()
@@ -269,10 +297,13 @@ def run(config: Config, *, on_epoch_end: Callable[[nn.Module, int, list], None] 
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the world size {world}")
     local_batch = config.batch_size // world
-    ds = data.load(config.dataset, config.train_size, config.test_size, device, config.data_root)
+    ds = data.load(config.dataset, config.train_size, config.test_size, device, config.data_root, config.val_size)
     torch.manual_seed(config.seed)
     model = models.build_model(config.model, ds.num_classes, ds.in_channels, ds.image_size,
                                config.activation, config.beta).to(device)
+    if config.init is not None:
+        transfer.initialize(model, config.init, device)
+    metrics = [{"when": "init", "name": m, "value": MEASUREMENTS[m](model, ds)} for m in config.measure]
     method = methods.get_method(config.method)
     hp = method.resolve(dict(config.hparams))
     params = methods.trainable(model)
@@ -282,7 +313,7 @@ def run(config: Config, *, on_epoch_end: Callable[[nn.Module, int, list], None] 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(config, s, steps_per_epoch))
     loss_fn = F.cross_entropy
 
-    history, metrics, diverged_at, step = [], [], None, 0
+    history, diverged_at, step = [], None, 0
     model.train()
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
@@ -314,9 +345,10 @@ def run(config: Config, *, on_epoch_end: Callable[[nn.Module, int, list], None] 
         history.append({"epoch": epoch, "train_loss": loss_n / n, "train_acc": correct / n,
                         "lr": opt.param_groups[0]["lr"], "time_s": time.perf_counter() - t0,
                         "penalty": penalty / n_penalty if n_penalty else None})
-        if on_epoch_end is not None:
-            on_epoch_end(model, epoch, metrics)
     test_loss, test_acc = evaluate(model, ds.test_batches())
+    val_loss, val_acc = evaluate(model, ds.val_batches()) if config.val_size else (None, None)
+    metrics += [{"when": "final", "name": m, "value": MEASUREMENTS[m](model, ds)} for m in config.measure]
     return Record(key=config.key, config=config.to_dict(), history=history, test_loss=test_loss,
                   test_acc=test_acc, diverged=diverged_at is not None, diverged_at=diverged_at,
-                  wall_time_s=time.perf_counter() - start, provenance=provenance(device), metrics=metrics)
+                  wall_time_s=time.perf_counter() - start, provenance=provenance(device), metrics=metrics,
+                  val_loss=val_loss, val_acc=val_acc)

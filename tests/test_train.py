@@ -88,3 +88,25 @@ def test_lr_schedules():
 def test_penalty_estimates_are_logged_per_epoch():
     r = hr.run(hr.Config(**TINY | dict(method="psam", hparams={"rho": 0.05})))
     assert all(h["penalty"] > 0 for h in r.history)  # PSAM's ‖∇L‖, averaged over each epoch
+
+
+def test_validation_split_and_measurements():
+    c = hr.Config(**TINY | dict(val_size=100, activation="beta_gelu", beta=100.0, measure=["nonzero_d2"]))
+    assert c.measure == ("nonzero_d2",) and c.key != c.replace(measure=()).key
+    r = hr.run(c)
+    assert 0 < r.val_acc <= 1 and r.val_loss > 0
+    (init,), (final,) = ([m for m in r.metrics if m["when"] == w] for w in ("init", "final"))
+    assert init["name"] == final["name"] == "nonzero_d2" and init["value"]["threshold"] == 0.0
+    assert 0 < final["value"]["total"] < 1 and set(final["value"]["per_layer"]) == set(init["value"]["per_layer"])
+    from hessreg import data
+    ds = data.load("fashion_mnist", 256, 128, "cpu", val_size=100)
+    assert len(ds.y_val) == 100 and ds.num_train == 256
+    with pytest.raises(ValueError, match="valid choices: nonzero_d2"):
+        hr.Config(**TINY | dict(measure=["hessian"]))
+    with pytest.raises(ValueError, match="unknown init"):
+        hr.Config(**TINY | dict(init="nowhere:abc"))
+
+
+def test_fields_added_later_do_not_change_old_keys():
+    c = hr.Config(**TINY)
+    assert "val_size" not in c.canonical() and "init" not in c.canonical() and "measure" not in c.canonical()
