@@ -137,3 +137,48 @@ def all_of(claim_id: str, claim: str, scale: str, *parts: Verdict) -> Verdict:
     rule = "all parts reproduced; any part not reproduced fails the claim. Parts' rules: " + \
         "; ".join(f"({i + 1}) {p.rule}" for i, p in enumerate(parts))
     return Verdict(claim_id, claim, status, stat, rule, scale)
+
+
+def trace_goes_negative(history: pd.DataFrame, hessian: pd.Series, gn: pd.Series, claim_id: str, claim: str,
+                        scale: str) -> Verdict:
+    """Claim A6 on learning curves (``history``: one row per run and epoch with the run's own ``penalty``
+    estimate). Reproduced if the Hessian-trace run of every seed reaches a negative epoch-mean tr H estimate
+    while the GN-trace runs' tr G estimates stay ≥ 0 and none of them diverged; not reproduced if no seed's
+    tr H estimate goes negative; inconclusive otherwise."""
+    if scale == "smoke":
+        return not_evaluated(claim_id, claim, scale)
+    h, g = history[hessian], history[gn]
+    h_min = h.groupby("seed")["penalty"].min()
+    g_min = g.groupby("seed")["penalty"].min() if len(g) else pd.Series(dtype=float)
+    gn_ok = len(g) > 0 and (g_min >= 0).all() and not g["diverged"].any()
+    stat = (f"min epoch-mean tr H estimate per seed: {', '.join(f'{v:.3g}' for v in h_min)}; "
+            f"min tr G estimate per seed: {', '.join(f'{v:.3g}' for v in g_min)}; "
+            f"diverged: Hessian {int(h.groupby('seed')['diverged'].any().sum())}, "
+            f"GN {int(g.groupby('seed')['diverged'].any().sum()) if len(g) else 0} seed(s)")
+    status = ("reproduced" if len(h_min) and (h_min < 0).all() and gn_ok else
+              "not reproduced" if len(h_min) and (h_min >= 0).all() else "inconclusive")
+    return Verdict(claim_id, claim, status, stat,
+                   "reproduced if tr H goes negative for every seed while tr G stays ≥ 0 without divergence; "
+                   "not reproduced if tr H never goes negative", scale)
+
+
+def falls_with(df: pd.DataFrame, x: str, y: str, claim_id: str, claim: str, scale: str,
+               groups: str | None = None, tolerance: float = 0.0) -> Verdict:
+    """Monotone-decrease test: the mean of ``y`` over seeds is non-increasing along ``x`` (up to ``tolerance``)
+    within every group, and lower at the largest ``x`` than at the smallest. Reproduced if so for every group;
+    not reproduced if some group's last mean is not below its first; inconclusive otherwise."""
+    if scale == "smoke":
+        return not_evaluated(claim_id, claim, scale)
+    parts, statuses = [], []
+    for name, d in (df.groupby(groups, sort=False) if groups else [("all", df)]):
+        means = d.groupby(x)[y].mean().sort_index()
+        steps = means.diff().dropna()
+        monotone = bool((steps <= tolerance).all())
+        falls = means.iloc[-1] < means.iloc[0]
+        statuses.append("reproduced" if monotone and falls else "not reproduced" if not falls else "inconclusive")
+        parts.append(f"{name}: " + ", ".join(f"{k:g}→{v:.3g}" for k, v in means.items()))
+    status = ("reproduced" if all(s == "reproduced" for s in statuses) else
+              "not reproduced" if "not reproduced" in statuses else "inconclusive")
+    return Verdict(claim_id, claim, status, "; ".join(parts),
+                   f"reproduced if the mean {y} never rises along {x} by more than {tolerance:g} and ends below "
+                   "its start, in every group", scale)

@@ -70,6 +70,14 @@ def trace_penalties(p: dict) -> list[Config]:
     return runs + grid(base, method=["sgd"], seed=p["seeds"])
 
 
+def penalty_weight(df) -> "pd.Series":
+    """σ² of each run of :func:`trace_penalties` from its record frame: ``hp_sigma2``, or for weight noise
+    σ_noise²/2 (its variance is 2σ²). NaN for SGD."""
+    import numpy as np
+    s2 = df["hp_sigma2"] if "hp_sigma2" in df else np.nan
+    return df.assign(_s=s2)["_s"].fillna(df["hp_sigma"] ** 2 / 2 if "hp_sigma" in df else np.nan)
+
+
 def beta_sweep(p: dict) -> list[Config]:
     """β-GELU chapters (Paper A Figs. 8, 9): SGD and PSAM (ρ = ``rho``) with β-GELU at each β in ``betas``;
     the fraction of non-zero σ'' is measured at initialization and after training in the same runs."""

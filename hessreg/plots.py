@@ -42,11 +42,11 @@ def with_labels(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def curves(df: pd.DataFrame, x: str, hue: str, col: str | None = None, metric: str = "test_acc",
-           xlabel: str | None = None, logx: bool = True):
+           xlabel: str | None = None, logx: bool = True, baseline: str | None = "sgd"):
     """Paper-style sweep figure: ``metric`` vs ``x`` (log axis) for every ``hue`` (mean ± sd over seeds, seeds as
-    dots), one panel per ``col``; SGD runs (``method == 'sgd'``) drawn as dashed baselines with ± sd bands,
-    one per activation in the panel. Returns the figure."""
-    reg, sgd = df[df["method"] != "sgd"], df[df["method"] == "sgd"]
+    dots), one panel per ``col``; runs of the ``baseline`` method (SGD) drawn as dashed lines with ± sd bands,
+    one per activation in the panel (``baseline=None``: every method is a curve). Returns the figure."""
+    reg, sgd = df[df["method"] != baseline], df[df["method"] == baseline]
     panels = [None] if col is None else list(dict.fromkeys(reg[col]))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), sharey=True, squeeze=False)
     scale = 100 if metric.endswith("acc") else 1
