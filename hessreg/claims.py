@@ -182,3 +182,43 @@ def falls_with(df: pd.DataFrame, x: str, y: str, claim_id: str, claim: str, scal
     return Verdict(claim_id, claim, status, "; ".join(parts),
                    f"reproduced if the mean {y} never rises along {x} by more than {tolerance:g} and ends below "
                    "its start, in every group", scale)
+
+
+# id → (figure, the paper's statement, chapter). DESIGN §4; S1 is the book's own SGD baseline.
+CLAIMS: dict[str, tuple[str, str, str]] = {
+    "S1": ("Paper A, Fig. 8 (SGD)", "SGD's test accuracy does not depend on the activation", "01_sgd_activations"),
+    "A1": ("Paper A, Fig. 1", "PSAM ≈ SAM with GELU; with ReLU, PSAM falls below SAM as ρ grows", "02_sam_vs_psam"),
+    "A2": ("Paper A, Fig. 2", "GELU with its activation NME ablated degrades like ReLU", "03_activation_nme_ablation"),
+    "A3": ("Paper A, Fig. 3", "a synthetic NME (β = 100) removes ReLU's degradation at ρ = 0.1", "04_synthetic_nme"),
+    "A4": ("Paper A, Fig. 4", "the GN-trace penalty is best and stable; the Hessian-trace penalty and weight noise "
+           "help little and degrade at larger σ²", "06_trace_penalties"),
+    "A5": ("Paper A, Fig. 5", "with 5 Hutchinson probes the Hessian-trace penalty stays unstable",
+           "07_trace_penalties_5_probes"),
+    "A6": ("Paper A, Fig. 6", "the Hessian-trace penalty drives tr H large and negative; tr G stays ≥ 0",
+           "08_trace_during_training"),
+    "A7": ("Paper A, Fig. 7", "ReLU's NME lives only on region boundaries; β-GELU's within ~1/β of them",
+           "09_nme_landscape"),
+    "A8": ("Paper A, Fig. 8", "SGD is flat in β; PSAM's benefit vanishes as β grows", "10_beta_gelu_psam"),
+    "A9": ("Paper A, Fig. 9", "the fraction of non-zero σ'' falls with β, much more after training",
+           "11_nonzero_second_derivatives"),
+    "A10": ("Paper A, Fig. 10", "removing the NME from PSAM (GN-PSAM) hurts at every ρ", "05_gn_psam"),
+    "B1": ("Paper B, main table", "NSO beats the best sharpness-reducing baseline (up to +1.8 %)", "12_nso_accuracy"),
+    "B2": ("Paper B, Hessian table", "NSO lowers the Hessian trace and top eigenvalue (−17.7 % / −12.8 %)",
+           "13_nso_flatness"),
+    "B3": ("Paper B, ablations", "two-sided beats one-sided; NSO combines with weight decay", "14_nso_ablations"),
+}
+
+
+def scoreboard(verdicts=VERDICTS) -> pd.DataFrame:
+    """One row per claim of :data:`CLAIMS`, with the verdict the last build saved (``not run`` if none)."""
+    from .grids import load_params
+    rows = []
+    for claim_id, (figure, statement, chapter) in CLAIMS.items():
+        path = Path(verdicts) / f"{claim_id}.json"
+        v = json.loads(path.read_text()) if path.exists() else {}
+        scale = v.get("scale")
+        seeds = len(load_params(chapter, scale).get("seeds", [])) if scale else None
+        rows.append({"claim": claim_id, "figure": figure, "statement": statement, "chapter": chapter,
+                     "verdict": v.get("status", "not run"), "scale": scale or "—", "seeds": seeds,
+                     "statistic": v.get("statistic", "")})
+    return pd.DataFrame(rows)

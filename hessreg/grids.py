@@ -86,6 +86,63 @@ def beta_sweep(p: dict) -> list[Config]:
     return runs + grid(base, method=["psam"], beta=p["betas"], rho=[p["rho"]], seed=p["seeds"])
 
 
+# ------------------------------------------------------------------------------------ Paper B (NSO) chapters
+
+NSO_METHOD_GRIDS = {  # method → (its hyperparameter, the parameter-file list of values searched)
+    "label_smoothing": ("alpha", "ls_alphas"), "sam": ("rho", "sam_rhos"), "asam": ("rho", "asam_rhos"),
+    "rsam": ("rho", "rsam_rhos"), "weight_noise": ("sigma", "sigmas"), "nso": ("sigma", "sigmas"),
+}
+
+
+def nso_base(p: dict, **fields) -> Config:
+    """Paper B's fine-tuning run: Adam(amsgrad), StepLR, a validation split, pretrained init, flatness measured
+    after training. ``init: pretrain`` pretrains ``model`` on ``pretrain_dataset`` (cached, once); any other
+    ``init`` (``imagenet:resnet34``) is passed through."""
+    from . import transfer
+    transfer.register_measurements()
+    init = p["init"]
+    if init == "pretrain":
+        init = transfer.pretrain_spec(dataset=p["pretrain_dataset"], model=p["model"], epochs=p["pretrain_epochs"],
+                                      train_size=p["pretrain_size"])
+    return Config(dataset=p["dataset"], train_size=p["train_size"], test_size=p["test_size"],
+                  val_size=p["val_size"], model=p["model"], optimizer=p["optimizer"], lr=p["lr"],
+                  weight_decay=p["weight_decay"], schedule="step", step_epochs=p["step_epochs"],
+                  step_gamma=p["step_gamma"], epochs=p["epochs"], batch_size=p["batch_size"], augment=p["augment"],
+                  device=p["device"], data_root=p["data_root"], init=init,
+                  measure=(p["flatness"],) if p["flatness"] else (), **fields)
+
+
+def nso_comparison(p: dict) -> list[Config]:
+    """Claims B1 and B2: the plain optimizer, and each method in ``methods`` at each value of its own grid (the
+    same search budget per method, :data:`NSO_METHOD_GRIDS`), every seed; the flatness is measured in the
+    same runs, so the two chapters share their records."""
+    base = nso_base(p)
+    runs = grid(base, method=["sgd"], seed=p["seeds"])
+    for method in p["methods"]:
+        name, values = NSO_METHOD_GRIDS[method]
+        runs += grid(base, method=[method], **{name: p[values]}, seed=p["seeds"])
+    return runs
+
+
+def nso_ablations(p: dict) -> list[Config]:
+    """Claim B3, all NSO at matched compute (gradient passes per run): (1) σ sensitivity and two-sided (k = 1)
+    vs one-sided with k = 2 draws, at each σ in ``sigmas``; (2) k in ``ks`` two-sided at σ = ``sigma`` with
+    epochs (and StepLR's period) divided by k; (3) NSO at σ = ``sigma`` and the plain optimizer at each weight
+    decay in ``weight_decays``."""
+    base = nso_base(p)
+    runs = grid(base, method=["sgd"], seed=p["seeds"])
+    runs += grid(base, method=["nso"], sigma=p["sigmas"], k=[1], two_sided=[True], seed=p["seeds"])
+    runs += grid(base, method=["nso"], sigma=p["sigmas"], k=[2], two_sided=[False], seed=p["seeds"])
+    for k in p["ks"]:
+        runs += grid(base.replace(epochs=max(1, p["epochs"] // k), step_epochs=max(1, p["step_epochs"] // k)),
+                     method=["nso"], sigma=[p["sigma"]], k=[k], two_sided=[True], seed=p["seeds"])
+    runs += grid(base, method=["nso"], sigma=[p["sigma"]], k=[1], two_sided=[True],
+                 weight_decay=p["weight_decays"], seed=p["seeds"])
+    runs += grid(base, method=["sgd"], weight_decay=p["weight_decays"], seed=p["seeds"])
+    from .sweep import unique
+    return unique(runs)
+
+
 GRIDS: dict[str, Callable[[dict], list[Config]]] = {
     "01_sgd_activations": sgd_activations,
     "02_sam_vs_psam": penalty_vs_rho,
@@ -97,6 +154,9 @@ GRIDS: dict[str, Callable[[dict], list[Config]]] = {
     "08_trace_during_training": trace_penalties,
     "10_beta_gelu_psam": beta_sweep,
     "11_nonzero_second_derivatives": beta_sweep,
+    "12_nso_accuracy": nso_comparison,
+    "13_nso_flatness": nso_comparison,
+    "14_nso_ablations": nso_ablations,
 }
 
 

@@ -1,15 +1,50 @@
-"""Initial weights for fine-tuning runs (Paper B): ``Config.init`` names where a run's weights come from.
+"""Paper B's fine-tuning setting: where a run's initial weights come from, the offline transfer task, the
+flatness measurement and the selection by validation.
 
-``INITS`` maps a name to ``(check, initialize)``: ``check(spec)`` validates the spec before any training and
-``initialize(model, spec, device)`` loads the weights into a freshly built model (a new head stays as built).
+``Config.init`` names the initial weights. ``INITS`` maps a kind to ``(check, initialize)``: ``check(spec)``
+validates the spec before any training and ``initialize(model, spec, device)`` loads every weight except the
+classification head (the last ``nn.Linear``), which stays as built — a new head, as in the paper. Kinds:
+
+- ``pretrain:<field>=<value>,…`` — a model pretrained by this package's own training loop with the given
+  :class:`~hessreg.train.Config` fields over :data:`PRETRAIN_DEFAULTS` (Fashion-MNIST, SGD). The pretraining
+  runs once: its weights are cached as ``<weights_dir()>/<key>.pt`` (written atomically, under a file lock so
+  parallel sweep processes pretrain once), and every fine-tuning run of a sweep loads them. Build specs with
+  :func:`pretrain_spec`.
+- ``imagenet:<resnet18|resnet34|resnet50>`` — torchvision's ImageNet weights from the local torch cache
+  (:func:`hessreg.models.load_pretrained_state`; a clear error names the missing file). Paper B's setup.
+
+**The offline stand-in.** The six fine-tuning sets and the ImageNet weights cannot be fetched here, so the book
+pretrains on Fashion-MNIST and fine-tunes on scikit-learn's copy of the UCI handwritten digits (1,797 8×8
+images, 0–16 grey levels), upsampled to 28×28 bilinearly — a real domain shift (clothes → digits) with few
+labels. It is registered as the dataset ``digits``: a fixed test split of :data:`DIGITS_TEST` images and a
+training pool of the rest, from which ``Config.val_size`` holds out the validation split.
+
+**Flatness** (Paper B's Hessian table): :func:`flatness` — Hessian trace by Hutchinson with Rademacher probes
+(stop at 1e-3 relative change or 100 probes) and the top eigenvalue by power iteration (≤ 100 iterations, stop
+at 1e-3 relative change), eval mode, on the first 1,000 training samples in batches of 16. Registered as
+training measurements by :func:`register_measurements` (names in :data:`MEASUREMENTS`).
 """
 from __future__ import annotations
 
+import contextlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
 from typing import Callable
 
+import numpy as np
+import pandas as pd
+import torch
+import yaml
 from torch import nn
+from torch.nn import functional as F
+
+from . import curvature, data, models
 
 INITS: dict[str, tuple[Callable[[str], None], Callable[[nn.Module, str, object], None]]] = {}
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _kind(spec: str) -> str:
@@ -25,3 +60,382 @@ def check_init(spec: str) -> None:
 
 def initialize(model: nn.Module, spec: str, device) -> None:
     INITS[_kind(spec)][1](model, spec, device)
+
+
+# ------------------------------------------------------------------------------------------ loading a backbone
+
+def head_name(model: nn.Module) -> str:
+    """The classification head: the last ``nn.Linear`` among the model's modules."""
+    heads = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not heads:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear head")
+    return heads[-1]
+
+
+def load_backbone(model: nn.Module, state: dict) -> list[str]:
+    """Copy every entry of ``state`` into ``model`` except the head's; returns the names copied.
+
+    Every non-head entry of the model must be in ``state`` with the same shape (else ``ValueError`` listing the
+    mismatches): a backbone is loaded whole or not at all."""
+    head = head_name(model) + "."
+    own = model.state_dict()
+    body = [k for k in own if not k.startswith(head)]
+    missing = [k for k in body if k not in state]
+    wrong = [f"{k}: model {tuple(own[k].shape)} vs weights {tuple(state[k].shape)}"
+             for k in body if k in state and own[k].shape != state[k].shape]
+    extra = [k for k in state if k not in own and not k.startswith(head)]
+    if missing or wrong or extra:
+        raise ValueError("pretrained weights do not fit the model's backbone: "
+                         f"missing {missing[:5]}, shape mismatches {wrong[:5]}, unexpected {extra[:5]}")
+    with torch.no_grad():
+        for k in body:
+            own[k].copy_(state[k].to(own[k].device, own[k].dtype))
+    return body
+
+
+# -------------------------------------------------------------------------------------- pretraining, cached
+
+PRETRAIN_DEFAULTS = dict(dataset="fashion_mnist", model="wrn-10-2", activation="relu", optimizer="sgd", lr=0.05,
+                         momentum=0.9, weight_decay=5e-4, schedule="cosine", epochs=10, batch_size=128,
+                         augment=True, seed=0, train_size=None)
+_NOT_PRETRAIN = ("init", "measure", "val_size", "device", "data_root", "hparams", "method")
+
+
+def pretrain_spec(**fields) -> str:
+    """The ``Config.init`` spec of a pretraining run: ``pretrain:`` and the fields that differ from
+    :data:`PRETRAIN_DEFAULTS`, sorted (one recipe, one spec string, one cache entry)."""
+    bad = [k for k in fields if k in _NOT_PRETRAIN]
+    if bad:
+        raise ValueError(f"pretraining fields {bad} cannot be set (plain method, no init, no measurements)")
+    items = sorted((k, v) for k, v in fields.items() if PRETRAIN_DEFAULTS.get(k, object()) != v)
+    return "pretrain:" + ",".join(f"{k}={json.dumps(v)}" for k, v in items)
+
+
+def pretrain_config(spec: str, device: str = "auto"):
+    """The :class:`~hessreg.train.Config` of a ``pretrain:`` spec (validated)."""
+    from .train import Config  # local: train imports this module
+    body = spec.split(":", 1)[1] if ":" in spec else ""
+    fields = dict(PRETRAIN_DEFAULTS)
+    for item in filter(None, body.split(",")):
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"pretrain spec {spec!r}: expected <field>=<value> items, got {item!r}")
+        if name in _NOT_PRETRAIN:
+            raise ValueError(f"pretrain spec {spec!r}: field {name!r} cannot be set")
+        fields[name] = yaml.safe_load(value)
+    if fields["dataset"] in data.FOLDER_DATASETS:
+        raise ValueError(f"pretrain spec {spec!r}: pretraining needs an in-memory dataset, not {fields['dataset']}")
+    try:
+        return Config(**fields, device=device)
+    except TypeError as e:
+        raise ValueError(f"pretrain spec {spec!r}: {e}") from None
+
+
+def weights_dir() -> Path:
+    """Where pretrained weights are cached: ``$HESSREG_WEIGHTS``, else ``$HESSREG_STORE/weights``, else
+    ``_build/weights`` (never committed; a fresh machine pretrains once)."""
+    if os.environ.get("HESSREG_WEIGHTS"):
+        return Path(os.environ["HESSREG_WEIGHTS"])
+    if os.environ.get("HESSREG_STORE"):
+        return Path(os.environ["HESSREG_STORE"]) / "weights"
+    return REPO / "_build" / "weights"
+
+
+def save_atomic(obj, path: Path) -> None:
+    """``torch.save`` so that readers see the old file or the new one, never a part (temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock on ``path`` (POSIX ``flock``; elsewhere no lock): one process pretrains, others wait."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _train_keeping_model(config):
+    """Run ``config`` through the one training loop and keep the trained model. The loop returns only a record,
+    so the final model is caught by a temporary measurement (taken after training)."""
+    from . import train
+    caught = {}
+
+    def catch(model, ds):
+        caught["state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        return None
+
+    name = "_transfer_keep_model"
+    train.MEASUREMENTS[name] = catch
+    try:
+        with torch.random.fork_rng():  # the fine-tuning run that triggered this keeps its random stream
+            record = train.run(config.replace(measure=(name,)))
+    finally:
+        del train.MEASUREMENTS[name]
+    record.metrics = [m for m in record.metrics if m["name"] != name]
+    return record, caught["state"]
+
+
+def pretrained(spec: str, device="auto") -> dict:
+    """The state dict of the ``pretrain:`` spec's model, trained once and cached (see :func:`weights_dir`)."""
+    dev = torch.device(device) if not isinstance(device, str) or device != "auto" else None
+    config = pretrain_config(spec, "auto" if dev is None else dev.type)
+    path = weights_dir() / f"{config.key}.pt"
+    with _locked(path.with_suffix(".lock")):
+        if not path.exists():
+            record, state = _train_keeping_model(config)
+            if record.diverged:
+                raise RuntimeError(f"pretraining {spec!r} diverged at {record.diverged_at}")
+            from .results import write_atomic
+            write_atomic(path.with_suffix(".json"), json.dumps(record.to_dict(), indent=1, sort_keys=True))
+            save_atomic(state, path)
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def pretrain_record(spec: str) -> dict | None:
+    """The stored record (as a dict) of a cached pretraining run, or None if it has not run here."""
+    path = weights_dir() / f"{pretrain_config(spec).key}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+INITS["pretrain"] = (lambda spec: pretrain_config(spec) and None,
+                     lambda model, spec, device: load_backbone(model, pretrained(spec, device)) and None)
+
+
+def _check_imagenet(spec: str) -> None:
+    name = spec.split(":", 1)[1] if ":" in spec else ""
+    if name not in models.PRETRAINED:
+        raise ValueError(f"init {spec!r}: expected imagenet:<{'|'.join(models.PRETRAINED)}>")
+
+
+def _init_imagenet(model: nn.Module, spec: str, device) -> None:
+    load_backbone(model, models.load_pretrained_state(spec.split(":", 1)[1]))
+
+
+INITS["imagenet"] = (_check_imagenet, _init_imagenet)
+
+
+# -------------------------------------------------------------------------------------- the digits dataset
+
+DIGITS_TEST = 797  # fixed test split; the other 1,000 images are the training pool (val_size is taken from it)
+DIGITS_SEED = data.DATA_SEED + 3
+
+
+def load_digits_arrays(size: int = 28) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """UCI handwritten digits (scikit-learn's copy): 8×8 images at 0–16 scaled to 0–255 and upsampled to
+    ``size``×``size`` bilinearly; a fixed random split into a training pool and :data:`DIGITS_TEST` test images.
+    Returns float arrays (N, size, size) on the 0–255 scale and integer labels."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise data.DataNotFoundError("the digits transfer task needs scikit-learn, which ships the UCI "
+                                     "handwritten digits: pip install scikit-learn") from None
+    d = load_digits()
+    x = torch.as_tensor(d.images, dtype=torch.float32)[:, None] * (255.0 / 16.0)
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)[:, 0].clamp(0, 255).numpy()
+    y = np.asarray(d.target, dtype=np.int64)
+    perm = np.random.default_rng(DIGITS_SEED).permutation(len(y))
+    test, pool = np.sort(perm[:DIGITS_TEST]), np.sort(perm[DIGITS_TEST:])
+    return x[pool], y[pool], x[test], y[test]
+
+
+data.LOADERS["digits"] = lambda tr, te, va, device, root: data.tensor_data(
+    "digits", *load_digits_arrays(), 10, tr, te, device, pad=2, val_size=va)
+
+
+# ---------------------------------------------------------------------------------------------- flatness
+
+def flatness(model: nn.Module, ds, *, n_samples: int = 1000, batch_size: int = 16, max_probes: int = 100,
+             rtol: float = 1e-3, max_iter: int = 100, tol: float = 1e-3, seed: int = 0) -> dict:
+    """Paper B's Hessian metrics of the training loss at the model's weights: the trace by Hutchinson
+    (Rademacher probes, stop when a probe moves the running mean by ≤ ``rtol`` relative, or after
+    ``max_probes``) and the top eigenvalue (largest in magnitude) by power iteration (≤ ``max_iter``
+    products, stop at ``tol`` relative change), in eval mode (BatchNorm on running statistics), over the first
+    ``n_samples`` training samples in batches of ``batch_size`` (the mean over batches weighted by size, so in
+    eval mode the batching changes only rounding). Probes and the start vector come from a generator seeded
+    with ``seed``: the same probes for every model."""
+    x, y = ds.x_train[:n_samples], ds.y_train[:n_samples]
+    batches = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(y), batch_size)]
+    device = x.device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    tr = curvature.hutchinson_trace(model, batches, train_mode=False, n_probes=max_probes,
+                                    distribution="rademacher", rtol=rtol, generator=gen)
+    gen = torch.Generator(device=device).manual_seed(seed + 1)
+    eig = curvature.top_eigen(model, batches, algorithm="power", train_mode=False, max_iter=max_iter, tol=tol,
+                              generator=gen)
+    return {"trace": tr.trace, "trace_se": tr.std_err, "n_probes": tr.n_samples,
+            "top_eig": float(eig.values[0]), "eig_iters": eig.n_iter, "n_samples": len(y),
+            "batch_size": batch_size}
+
+
+# name → fn(model, dataset): the protocol at three costs. "nso_flatness" is the paper's protocol exactly;
+# "nso_flatness_fast" is the same quantity with batches of 500 (eval mode: the batching changes only rounding);
+# "nso_flatness_smoke" a cheap version that only exercises the code.
+MEASUREMENTS: dict[str, Callable] = {
+    "nso_flatness": lambda model, ds: flatness(model, ds),
+    "nso_flatness_fast": lambda model, ds: flatness(model, ds, batch_size=500),
+    "nso_flatness_smoke": lambda model, ds: flatness(model, ds, n_samples=128, batch_size=128, max_probes=10,
+                                                     max_iter=10),
+}
+
+
+def register_measurements() -> None:
+    """Add :data:`MEASUREMENTS` to ``hessreg.train.MEASUREMENTS`` (idempotent). ``train`` imports this module,
+    so the registration cannot happen at import time here; the NSO chapters' grids call it."""
+    from . import train
+    for name, fn in MEASUREMENTS.items():
+        train.MEASUREMENTS.setdefault(name, fn)
+
+
+# ------------------------------------------------------------------------------- selection by validation
+
+def setting_columns(df: pd.DataFrame) -> list[str]:
+    """The hyperparameter columns (``hp_*``) that are set for any row of ``df``."""
+    return [c for c in df.columns if c.startswith("hp_") and df[c].notna().any()]
+
+
+def settings_table(df: pd.DataFrame, by: str = "method", metric: str = "val_acc") -> pd.DataFrame:
+    """One row per (group, hyperparameter setting): mean ``metric`` over seeds (the selection criterion),
+    mean ± sd test accuracy (%), seed count. Which columns make a setting is decided per group (its ``hp_*``)."""
+    rows = []
+    for group, d in df.groupby(by, sort=False):
+        cols = setting_columns(d)
+        for setting, s in (d.groupby(cols, dropna=False, sort=True) if cols else [((), d)]):
+            setting = setting if isinstance(setting, tuple) else (setting,)
+            crit = s[metric].astype(float)
+            rows.append({by: group, "setting": ", ".join(f"{c[3:]}={v:g}" if isinstance(v, float) else
+                                                          f"{c[3:]}={v}" for c, v in zip(cols, setting)) or "—",
+                         f"{metric}_mean": 100 * crit.mean() if crit.notna().any() else math.nan,
+                         "test_acc_mean": 100 * s["test_acc"].mean(), "test_acc_std": 100 * s["test_acc"].std(),
+                         "n": len(s), "diverged": int(s["diverged"].sum()), "_keys": list(s["key"])})
+    return pd.DataFrame(rows)
+
+
+def select_best(df: pd.DataFrame, by: str = "method", metric: str = "val_acc") -> pd.DataFrame:
+    """The rows (all seeds) of each group's best setting: the highest mean ``metric`` over seeds (diverged or
+    missing values count as −∞; ties go to the first setting in sorted order). Test accuracy is never looked at.
+
+    Without any ``metric`` values (a dataset with no validation split) it raises: selecting on test accuracy
+    would be optimistic, and is never done silently."""
+    if metric not in df or df[metric].isna().all():
+        raise ValueError(f"no {metric} in the records: selection by validation needs Config.val_size (or a "
+                         "dataset with a validation split)")
+    table = settings_table(df, by, metric)
+    table["_crit"] = table[f"{metric}_mean"].fillna(-math.inf)
+    best = table.loc[table.groupby(by, sort=False)["_crit"].idxmax()]
+    keys = {k: s for ks, s in zip(best["_keys"], best["setting"]) for k in ks}
+    out = df[df["key"].isin(keys)].copy()
+    out["setting"] = out["key"].map(keys)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- verdicts
+
+def beats_best(best: pd.DataFrame, method: str, claim_id: str, claim: str, scale: str, by: str = "method",
+               labels: dict | None = None):
+    """Directional test: ``method`` (its selected setting) has higher test accuracy than the strongest other
+    group (the one with the highest mean test accuracy of its selected setting — the hardest comparison).
+
+    D = mean(method) − mean(best other), pp; SE = √(s₁²/n₁ + s₂²/n₂). Reproduced if D > 2·SE; not reproduced if
+    D ≤ 0; inconclusive in between or with fewer than 2 seeds."""
+    from .claims import Verdict, not_evaluated, summary
+    if scale == "smoke":
+        return not_evaluated(claim_id, claim, scale)
+    name = (labels or {}).get
+    s = summary(best, by).set_index(by)
+    if method not in s.index or len(s) < 2:
+        return Verdict(claim_id, claim, "inconclusive", f"{method} or its baselines have no records",
+                       "needs the method and at least one baseline", scale)
+    others = s.drop(index=method)
+    rival = others["mean"].idxmax()
+    a, b = s.loc[method], s.loc[rival]
+    d = a["mean"] - b["mean"]
+    stat = (f"D = {name(method, method)} − best baseline ({name(rival, rival)}) = {a['mean']:.2f} − "
+            f"{b['mean']:.2f} = {d:+.2f} pp (paper: up to +1.8 pp)")
+    n = int(min(a["n"], b["n"]))
+    if n < 2:
+        return Verdict(claim_id, claim, "inconclusive", stat + "; 1 seed", "needs ≥ 2 seeds per method", scale)
+    se = math.sqrt(a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"])
+    status = "reproduced" if d > 2 * se else "not reproduced" if d <= 0 else "inconclusive"
+    return Verdict(claim_id, claim, status, f"{stat}; SE {se:.2f} pp, n ≥ {n} seeds",
+                   "reproduced if D > 2·SE; not reproduced if D ≤ 0; inconclusive otherwise", scale)
+
+
+def flatness_frame(records, when: str = "final") -> pd.DataFrame:
+    """One row per record with its flatness measurement (``trace``, ``top_eig``, …) taken ``when``, keyed by
+    the record's key (join it to ``results.frame``)."""
+    rows = []
+    for r in records:
+        for m in r.metrics:
+            if m["when"] == when and m["name"].startswith("nso_flatness") and isinstance(m["value"], dict):
+                rows.append({"key": r.key} | {k: v for k, v in m["value"].items()})
+    return pd.DataFrame(rows, columns=["key", "trace", "trace_se", "n_probes", "top_eig", "eig_iters",
+                                       "n_samples", "batch_size"] if not rows else None)
+
+
+def reductions(best: pd.DataFrame, method: str, metrics=("trace", "top_eig"), by: str = "method") -> pd.DataFrame:
+    """Mean ± sd of each metric per group, and ``method``'s relative change against each group in %:
+    100·(m_method / m_group − 1), with a delta-method standard error from the seed spread."""
+    g = best.groupby(by, sort=False)[list(metrics)].agg(["mean", "std", "count"])
+    rows = []
+    for group in g.index:
+        row = {by: group}
+        for m in metrics:
+            mu, sd, n = g.loc[group, (m, "mean")], g.loc[group, (m, "std")], g.loc[group, (m, "count")]
+            ref = g.loc[method, (m, "mean")], g.loc[method, (m, "std")], g.loc[method, (m, "count")]
+            row |= {f"{m}_mean": mu, f"{m}_std": sd, "n": int(n)}
+            if group != method:
+                r = ref[0] / mu - 1
+                se = abs(ref[0] / mu) * math.sqrt((ref[1] / ref[0]) ** 2 / ref[2] + (sd / mu) ** 2 / n) \
+                    if n > 1 and ref[2] > 1 else math.nan
+                row |= {f"{m}_change_%": 100 * r, f"{m}_change_se_%": 100 * se}
+            else:
+                row |= {f"{m}_change_%": 0.0, f"{m}_change_se_%": math.nan}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def lower_than_all(table: pd.DataFrame, method: str, metric: str, claim_id: str, claim: str, scale: str,
+                   paper: float | None = None, by: str = "method", labels: dict | None = None):
+    """Directional test on a :func:`reductions` table: ``method``'s ``metric`` is lower than every other group's.
+
+    r_g = relative change against group g (%), SE_g by the delta method. Reproduced if r_g < −2·SE_g for every
+    g; not reproduced if r_g ≥ 0 for some g (NSO not flatter than that baseline in the mean); else inconclusive."""
+    from .claims import Verdict, not_evaluated
+    if scale == "smoke":
+        return not_evaluated(claim_id, claim, scale)
+    name = (labels or {}).get
+    others = table[table[by] != method]
+    r, se = others[f"{metric}_change_%"], others[f"{metric}_change_se_%"]
+    per = ", ".join(f"{name(g, g)}: {x:+.1f}%" + (f" ± {s:.1f}" if s == s else "")
+                    for g, x, s in zip(others[by], r, se))
+    stat = f"change of {metric} against each baseline: {per}; mean {r.mean():+.1f}%"
+    stat += f" (paper: {paper:+.1f}%)" if paper is not None else ""
+    if others.empty:
+        return Verdict(claim_id, claim, "inconclusive", "no baselines", "needs baselines", scale)
+    if se.isna().any():
+        status = "not reproduced" if (r >= 0).any() else "inconclusive"
+        return Verdict(claim_id, claim, status, stat + "; < 2 seeds",
+                       "not reproduced if the change is ≥ 0 against some baseline; else needs ≥ 2 seeds", scale)
+    status = ("reproduced" if (r < -2 * se).all() else "not reproduced" if (r >= 0).any() else "inconclusive")
+    return Verdict(claim_id, claim, status, stat,
+                   "reproduced if the change < −2·SE against every baseline; not reproduced if ≥ 0 against "
+                   "any; inconclusive otherwise", scale)
