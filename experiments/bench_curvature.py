@@ -24,7 +24,6 @@ import copy
 import itertools
 import json
 import math
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -36,27 +35,8 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hessreg import curvature as C  # noqa: E402
+from experiments.timing import time_ms  # noqa: E402
 from hessreg.models import batchnorm_mode, build_model, frozen_stats  # noqa: E402
-
-
-def time_ms(fn: Callable[[], object], device: torch.device, warmup: int, iters: int) -> float:
-    """Median milliseconds per call after warm-up."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize(device)
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def cuda_graphed(fn: Callable[[], object], warmup: int = 3) -> Callable[[], None]:

@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -25,35 +23,19 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hessreg.methods import METHODS, check_method  # noqa: E402
 from hessreg.models import build_model  # noqa: E402
+from experiments.timing import time_ms  # noqa: E402
 
 GOALS = {"sam": 2.1, "nso": 2.1, "psam": 4.0, "pusam": 4.0, "gn_psam": 4.0, "gn_trace": 4.0, "hessian_trace": 8.0}
 
 
-def _time_steps(model, opt, method, hparams, x, y, warmup: int, iters: int, device: torch.device) -> list[float]:
-    """Milliseconds per step (method step + optimizer step), one entry per timed iteration."""
+def _time_step(model, opt, method, hparams, x, y, warmup: int, iters: int, device: torch.device) -> float:
+    """Median milliseconds per step (method step + optimizer step)."""
     def one():
         opt.zero_grad(set_to_none=True)
         method.step(model, x, y, F.cross_entropy, **hparams)
         opt.step()
 
-    for _ in range(warmup):
-        one()
-    times = []
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        for _ in range(iters):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            one()
-            end.record()
-            torch.cuda.synchronize(device)
-            times.append(start.elapsed_time(end))
-    else:
-        for _ in range(iters):
-            t = time.perf_counter()
-            one()
-            times.append((time.perf_counter() - t) * 1e3)
-    return times
+    return time_ms(one, device, warmup, iters)
 
 
 def _setup(args, device, channels_last: bool):
@@ -93,8 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     variants = {}
     for channels_last in (False, True):
         model, opt, x, y = _setup(args, device, channels_last)
-        variants[channels_last] = statistics.median(_time_steps(model, opt, sgd, {}, x, y, args.warmup,
-                                                                args.iters, device))
+        variants[channels_last] = _time_step(model, opt, sgd, {}, x, y, args.warmup, args.iters, device)
     channels_last = min(variants, key=variants.get)
     sgd_ms = variants[channels_last]
 
@@ -103,8 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
         model, opt, x, y = _setup(args, device, channels_last)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        ms = statistics.median(_time_steps(model, opt, METHODS[name], hparams[name], x, y, args.warmup,
-                                           args.iters, device))
+        ms = _time_step(model, opt, METHODS[name], hparams[name], x, y, args.warmup, args.iters, device)
         results[name] = {"ms": ms, "ratio": ms / sgd_ms, "hparams": hparams[name], "goal": GOALS.get(name),
                          "meets_goal": None if name not in GOALS else ms / sgd_ms <= GOALS[name]}
         if device.type == "cuda":

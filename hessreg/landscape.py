@@ -383,11 +383,11 @@ def figure7(params: dict) -> Figure7:
 
 
 def plot(fig7: Figure7, nme_floor: float = 1e-6, band: float = 3.0):
-    """2×2 panels: loss (top) and ‖N‖_F (bottom, log colour scale, values below ``nme_floor`` × max shown at the
+    """2×2 panels: loss (top, square-root colour scale: colour ∝ |f − y|) and ‖N‖_F (bottom, log colour scale, values below ``nme_floor`` × max shown at the
     floor), ReLU (left) and β-GELU (right); the analytic boundaries h_i = 0 as dashed lines, and on the β-GELU NME
     panel the band edges |h_i| = ``band``/β as dotted lines."""
     import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
+    from matplotlib.colors import LogNorm, PowerNorm
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 8.4), sharex=True, sharey=True, constrained_layout=True)
     rs = (fig7.relu, fig7.gelu)
@@ -397,11 +397,12 @@ def plot(fig7: Figure7, nme_floor: float = 1e-6, band: float = 3.0):
     for col, r in enumerate(rs):
         A, B = np.meshgrid(r.a.numpy(), r.b.numpy(), indexing="ij")
         ax = axes[0, col]
-        m = ax.pcolormesh(A, B, r.loss.numpy(), shading="auto", cmap="viridis", vmin=lmin, vmax=lmax)
+        m = ax.pcolormesh(A, B, r.loss.numpy(), shading="auto", cmap="viridis",
+                          norm=PowerNorm(0.5, vmin=lmin, vmax=lmax))
         ax.contour(A, B, r.loss.numpy(), levels=12, colors="w", linewidths=0.5, alpha=0.6)
         ax.set_title(f"{r.label}: loss ½(f − y)²")
         if col == 1:
-            fig.colorbar(m, ax=axes[0, :], shrink=0.9, label="loss")
+            fig.colorbar(m, ax=axes[0, :], shrink=0.9, label="loss (square-root colour scale)")
         ax = axes[1, col]
         nme = r.nme_norm.numpy()
         if nme.max() == 0:
@@ -416,8 +417,8 @@ def plot(fig7: Figure7, nme_floor: float = 1e-6, band: float = 3.0):
                 for h in (-band / r.beta, band / r.beta):
                     edge = Boundary(ln.unit, ln.r - h, ln.alpha, ln.gamma)
                     pts = edge.points((float(r.a[0]), float(r.a[-1])), (float(r.b[0]), float(r.b[-1])))
-                    ax.plot(pts[:, 0], pts[:, 1], ls=":", lw=1, color="0.85")
-            ax.plot([], [], ls=":", lw=1, color="0.85", label=f"|h| = {band:g}/β")
+                    ax.plot(pts[:, 0], pts[:, 1], ls=":", lw=1, color="c")
+            ax.plot([], [], ls=":", lw=1, color="c", label=f"|h| = {band:g}/β")
             ax.legend(loc="upper left", fontsize=8, framealpha=0.85)
         ax.set_title(f"{r.label}: NME norm ‖N‖_F")
         for ax in axes[:, col]:

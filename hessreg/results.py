@@ -37,13 +37,15 @@ def git_commit() -> str:
         return os.environ.get("HESSREG_COMMIT", "unknown")
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never a part."""
+def write_atomic(path: Path, content: str | bytes) -> None:
+    """Write ``content`` (text or bytes) to ``path`` so that readers see the old file or the new one, never a
+    part: a temporary file in the same folder, fsync'd, then renamed into place."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb" if isinstance(content, bytes) else "w") as f:
+            f.write(content)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
