@@ -1,5 +1,6 @@
 """Render the book from executed chapters: stage the sources with the executed notebooks and the figures'
-CSV files into _build/src, then build HTML with Jupyter Book into _build/html (nothing is executed here).
+CSV files into _build/src, then build HTML with Jupyter Book into _build/html (nothing is executed here), and
+copy MathJax 3 into _build/html/_static/mathjax so the book reads offline (`_config.yml`'s mathjax_path).
 
     python experiments/build_book.py --executed _build/executed [--strict]
 """
@@ -14,6 +15,8 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+# MathJax 3 as npm installs it (`npm ci --prefix tests_browser`, run by `make book` and `make test`).
+MATHJAX = REPO / "tests_browser" / "node_modules" / "mathjax" / "es5"
 
 
 def chapters_in_toc() -> list[str]:
@@ -47,6 +50,18 @@ def stage(executed: Path, src: Path) -> None:
         shutil.copy(csv, src / "book" / "data" / csv.name)
 
 
+def copy_mathjax(target: Path) -> bool:
+    """The local MathJax that _config.yml's mathjax_path (relative to _static) points at; no CDN."""
+    if not (MATHJAX / "tex-mml-chtml.js").exists():
+        print(f"MathJax not found in {MATHJAX}: run `npm ci --prefix tests_browser` (make does); "
+              "mathematics will not render", file=sys.stderr)
+        return False
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(MATHJAX, target)
+    return True
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--executed", default=str(REPO / "_build" / "executed"))
@@ -60,6 +75,8 @@ def main(argv=None) -> int:
     result = subprocess.run(cmd)
     if result.returncode:
         return result.returncode
+    if not copy_mathjax(REPO / "_build" / "html" / "_static" / "mathjax") and args.strict:
+        return 1
     print(f"\nThe book is at {REPO / '_build' / 'html' / 'index.html'}")
     return 0
 

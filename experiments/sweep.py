@@ -3,6 +3,7 @@
     python experiments/sweep.py 01_sgd_activations --scale full                 # the whole grid
     python experiments/sweep.py 01_sgd_activations --scale full --shard 0/4     # one of 4 processes
     python experiments/sweep.py 01_sgd_activations --scale full --set device=cuda --set seeds='[0]'
+    python experiments/sweep.py all --scale full --shard 2/4                     # every chapter's runs
 
 Records go to the scale's store (``results/records`` for full and paper). Rerunning skips stored runs.
 """
@@ -21,14 +22,15 @@ from hessreg.sweep import sweep  # noqa: E402
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("chapters", nargs="+", help=f"one or more of: {', '.join(grids.GRIDS)}")
+    ap.add_argument("chapters", nargs="+", help=f"'all', or one or more of: {', '.join(grids.GRIDS)}")
     ap.add_argument("--scale", default="full", choices=grids.SCALES)
     ap.add_argument("--shard", default="0/1", help="i/n: run every n-th config starting at i")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
+    ap.add_argument("--dry-run", action="store_true", help="only count the runs and how many are stored")
     args = ap.parse_args(argv)
     i, n = (int(v) for v in args.shard.split("/"))
     configs = []
-    for chapter in args.chapters:
+    for chapter in (list(grids.GRIDS) if args.chapters == ["all"] else args.chapters):
         params = grids.load_params(chapter, args.scale)
         for item in args.set:
             name, _, value = item.partition("=")
@@ -36,8 +38,8 @@ def main(argv=None) -> int:
                 ap.error(f"unknown parameter {name!r}; valid: {', '.join(params)}")
             params[name] = yaml.safe_load(value)
         configs += grids.configs(chapter, params)  # every config validated before any training
-    df = sweep(configs, results.store_for(args.scale), shard=(i, n), desc=f"shard {i}/{n}")
-    print(f"{len(df)} of {len(configs)} runs stored in {df.attrs['store']}")
+    df = sweep(configs, results.store_for(args.scale), shard=(i, n), desc=f"shard {i}/{n}", train=not args.dry_run)
+    print(f"{len(df)} of {df.attrs['requested']} distinct runs stored in {df.attrs['store']}")
     return 0
 
 

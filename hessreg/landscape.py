@@ -189,8 +189,8 @@ class LandscapeResult:
     a: Tensor
     b: Tensor
     loss: Tensor
-    H: Tensor
-    G: Tensor
+    H: Tensor | None
+    G: Tensor | None
     N: Tensor
     preact: Tensor
     boundaries: list[Boundary] = field(default_factory=list)
@@ -254,12 +254,13 @@ def _blocks(kind: str, model: GridMLP, data: tuple[Tensor, Tensor]) -> Tensor:
 def nme_landscape(activation: str, beta: float | None = None, *, net: ToyMLP | None = None,
                   grid_points: int = 200, extent: float = 2.0, seed: int = 0, hidden: int = 3,
                   weights: Sequence[Sequence[int]] = ((0, 0), (1, 0)), target: float = -1.5,
-                  device: str = "cpu") -> LandscapeResult:
+                  device: str = "cpu", kinds: Sequence[str] = ("H", "G", "N")) -> LandscapeResult:
     """Loss, H, G and N = H − G (computed as its own product) of ½(f − y)² on a grid of the two weights.
 
     ``activation``: a name for :func:`hessreg.activations.make_activation` (``'relu'``, ``'beta_gelu'``, …);
     ``net``: the network (default :func:`toy_mlp` (seed, hidden, weights, y = ``target``)); the grid is
-    :func:`grid_axes` (``grid_points`` per axis, ±``extent`` around the boundaries' crossing)."""
+    :func:`grid_axes` (``grid_points`` per axis, ±``extent`` around the boundaries' crossing); ``kinds``: the
+    blocks to compute (the others are left ``None``)."""
     import time
     t0 = time.perf_counter()
     net = net or toy_mlp(seed, hidden, weights, y=target)
@@ -273,9 +274,10 @@ def nme_landscape(activation: str, beta: float | None = None, *, net: ToyMLP | N
         f = model(x)
         loss = 0.5 * (f - y).pow(2).reshape(A.shape)
         preact = model.preactivations(x).reshape(*A.shape, -1)
-    H, G, N = (_blocks(k, model, (x, y)).reshape(*A.shape, 2, 2) for k in ("H", "G", "N"))
-    return LandscapeResult(activation, None if activation == "relu" else beta, net, a, b, loss.cpu(), H.cpu(),
-                           G.cpu(), N.cpu(), preact.cpu(), net.boundaries(), time.perf_counter() - t0)
+    H, G, N = (_blocks(k, model, (x, y)).reshape(*A.shape, 2, 2).cpu() if k in kinds else None
+               for k in ("H", "G", "N"))
+    return LandscapeResult(activation, None if activation == "relu" else beta, net, a, b, loss.cpu(), H, G, N,
+                           preact.cpu(), net.boundaries(), time.perf_counter() - t0)
 
 
 # ----------------------------------------------------------------------------------------------- statistics
@@ -345,12 +347,15 @@ def decomposition_error(r: LandscapeResult) -> float:
     return float((r.H - r.G - r.N).abs().max() / r.H.abs().max())
 
 
-def beta_sweep(betas: Sequence[float], fraction: float = 0.9, **kw) -> pd.DataFrame:
+def beta_sweep(betas: Sequence[float], fraction: float = 0.9, known: Sequence[LandscapeResult] = (),
+               **kw) -> pd.DataFrame:
     """For each β: the NME mass within 1/β and 3/β of a boundary and the radius d₉₀ holding ``fraction`` of the
-    mass, with β·d₉₀ (constant if the NME band scales as 1/β). ``kw`` go to :func:`nme_landscape`."""
+    mass, with β·d₉₀ (constant if the NME band scales as 1/β). ``kw`` go to :func:`nme_landscape` (only N is
+    computed); β-GELU landscapes in ``known`` with the same ``kw`` are reused."""
     rows = []
+    reuse = {r.beta: r for r in known if r.activation == "beta_gelu"}
     for beta in betas:
-        r = nme_landscape("beta_gelu", beta, **kw)
+        r = reuse.get(beta) or nme_landscape("beta_gelu", beta, kinds=("N",), **kw)
         d90 = mass_radius(r, fraction)
         rows.append(dict(beta=beta, mass_within_1_over_beta=nme_mass_within(r, 1 / beta),
                          mass_within_3_over_beta=nme_mass_within(r, 3 / beta), d90=d90, beta_d90=beta * d90,
@@ -369,7 +374,15 @@ class Figure7:
     params: dict
 
     def frame(self) -> pd.DataFrame:
+        """Both landscapes in long format (:meth:`LandscapeResult.frame`)."""
         return pd.concat([self.relu.frame(), self.gelu.frame()], ignore_index=True)
+
+    def figure_data(self, digits: int = 6) -> pd.DataFrame:
+        """:meth:`frame` with the floats written to ``digits`` significant digits (strings): the figure's CSV."""
+        df = self.frame()
+        for c in ("w_p", "w_q", "loss", "nme_norm", "distance"):
+            df[c] = [f"{v:.{digits}g}" for v in df[c].tolist()]
+        return df
 
 
 def figure7(params: dict) -> Figure7:
@@ -379,7 +392,7 @@ def figure7(params: dict) -> Figure7:
               hidden=params["hidden"], weights=params["weights"], target=params["target"],
               device="cpu" if params["device"] == "auto" else params["device"])
     relu, gelu = nme_landscape("relu", **kw), nme_landscape("beta_gelu", params["beta"], **kw)
-    return Figure7(relu, gelu, beta_sweep(params["betas"], **kw), params)
+    return Figure7(relu, gelu, beta_sweep(params["betas"], known=[gelu], **kw), params)
 
 
 def plot(fig7: Figure7, nme_floor: float = 1e-6, band: float = 3.0):
@@ -435,3 +448,40 @@ def plot(fig7: Figure7, nme_floor: float = 1e-6, band: float = 3.0):
         ax.set_ylabel(f"w_q = W1[{iq + 1},{jq + 1}]")
     axes[0, 0].legend(loc="upper left", fontsize=8, framealpha=0.85)
     return fig
+
+
+CLAIM_A7 = ("ReLU: piecewise-quadratic loss, NME only on the region boundaries; β-GELU: NME within ~1/β of "
+            "them.")
+
+
+def verdict(fig7: Figure7, scale: str, band: float = 3.0, mass: float = 0.9, max_area: float = 0.5,
+            quadratic_tol: float = 1e-9):
+    """Claim A7 tested on the grid (the same computation at every scale, so it is evaluated at smoke scale too).
+
+    Reproduced if (i) the ReLU NME ‖N‖_F is exactly 0 at every grid point (no grid point lies on a boundary),
+    (ii) the ReLU loss is quadratic within each region (:func:`quadratic_residual` ≤ ``quadratic_tol``), and
+    (iii) ≥ ``mass`` of the β-GELU NME mass lies within ``band``/β of a boundary while that band covers at most
+    ``max_area`` of the grid; not reproduced if any fails; inconclusive if the grid resolves 1/β with fewer
+    than 2 steps."""
+    from .claims import Verdict
+    relu, gelu = fig7.relu, fig7.gelu
+    relu_max, quad = max_nme_off_boundaries(relu), quadratic_residual(relu)
+    d = band / gelu.beta
+    m, area = nme_mass_within(gelu, d), area_within(gelu, d)
+    m1 = nme_mass_within(gelu, 1 / gelu.beta)
+    steps = 1 / (gelu.beta * gelu.step)
+    n = len(relu.a)
+    stat = (f"ReLU: max ‖N‖_F over all {n}×{n} grid points = {relu_max:.3g} (nearest grid point |h| = "
+            f"{float(relu.distance.min()):.3g} from a boundary); per-region quadratic fit of the loss, max residual "
+            f"{quad:.2g} of the loss range (β-GELU: {quadratic_residual(gelu):.2g}). β-GELU (β = {gelu.beta:g}): "
+            f"{100 * m:.1f}% of the NME mass Σ‖N‖_F lies within {band:g}/β = {d:.3g} of a boundary "
+            f"({100 * m1:.1f}% within 1/β), a band covering {100 * area:.1f}% of the grid; "
+            f"1/β = {steps:.1f} grid steps")
+    rule = (f"reproduced if the ReLU NME is 0 at every grid point, the ReLU loss is quadratic in each region "
+            f"(residual ≤ {quadratic_tol:g}), and ≥ {100 * mass:g}% of the β-GELU NME mass lies within {band:g}/β "
+            f"of a boundary in a band covering ≤ {100 * max_area:g}% of the grid; not reproduced if any fails; "
+            f"inconclusive if 1/β spans fewer than 2 grid steps. Evaluated at every scale (the computation is the "
+            f"same)")
+    ok = relu_max == 0 and quad <= quadratic_tol and m >= mass and area <= max_area
+    status = "inconclusive" if steps < 2 else "reproduced" if ok else "not reproduced"
+    return Verdict("A7", CLAIM_A7, status, stat, rule, scale)

@@ -102,12 +102,13 @@ _NOT_PRETRAIN = ("init", "measure", "val_size", "device", "data_root", "hparams"
 
 
 def pretrain_spec(**fields) -> str:
-    """The ``Config.init`` spec of a pretraining run: ``pretrain:`` and the fields that differ from
-    :data:`PRETRAIN_DEFAULTS`, sorted (one recipe, one spec string, one cache entry)."""
+    """The ``Config.init`` spec of a pretraining run: ``pretrain:`` and the given fields, sorted by name; the
+    others take :data:`PRETRAIN_DEFAULTS`. The weights cache is keyed by the pretraining config, so specs that
+    spell out a default or leave it implicit share one pretraining."""
     bad = [k for k in fields if k in _NOT_PRETRAIN]
     if bad:
         raise ValueError(f"pretraining fields {bad} cannot be set (plain method, no init, no measurements)")
-    items = sorted((k, v) for k, v in fields.items() if PRETRAIN_DEFAULTS.get(k, object()) != v)
+    items = sorted(fields.items())
     return "pretrain:" + ",".join(f"{k}={json.dumps(v)}" for k, v in items)
 
 
@@ -439,3 +440,50 @@ def lower_than_all(table: pd.DataFrame, method: str, metric: str, claim_id: str,
     return Verdict(claim_id, claim, status, stat,
                    "reproduced if the change < −2·SE against every baseline; not reproduced if ≥ 0 against "
                    "any; inconclusive otherwise", scale)
+
+
+# ------------------------------------------------------------------------------------ chapter helpers
+
+def method_labels(optimizer: str) -> dict[str, str]:
+    """Readable method names for Paper B's chapters (the plain method is named after the optimizer)."""
+    plain = {"sgd": "SGD", "adam": "Adam", "amsgrad": "Adam (amsgrad)"}.get(optimizer, optimizer)
+    return {"sgd": plain, "label_smoothing": "label smoothing", "sam": "SAM", "asam": "ASAM", "rsam": "RSAM",
+            "weight_noise": "one-sided noise", "nso": "NSO"}
+
+
+def matches(df: pd.DataFrame, **equal) -> pd.Series:
+    """Rows whose columns equal the given values (a missing column matches nothing)."""
+    mask = pd.Series(True, index=df.index)
+    for col, value in equal.items():
+        mask &= (df[col] == value) if col in df else False
+    return mask
+
+
+def ablation_frame(df: pd.DataFrame, p: dict) -> pd.DataFrame:
+    """Chapter 14's runs, one row per (run, ablation it belongs to) with ``ablation`` ∈ {plain, sides, k,
+    weight decay} and a readable ``variant``; a run shared by several ablations appears once in each."""
+    plain = method_labels(p["optimizer"])["sgd"]
+    full, wd0, nso = df["epochs"] == p["epochs"], df["weight_decay"] == p["weight_decay"], df["method"] == "nso"
+    two = matches(df, hp_two_sided=True)
+    parts = [
+        df[(df["method"] == "sgd") & full & wd0].assign(ablation="plain", variant=plain),
+        df[nso & full & wd0 & two & matches(df, hp_k=1)].assign(ablation="sides", variant="NSO two-sided, k = 1"),
+        df[nso & full & wd0 & matches(df, hp_two_sided=False, hp_k=2)].assign(ablation="sides",
+                                                                             variant="one-sided noise, k = 2"),
+    ]
+    for k in p["ks"]:
+        d = df[nso & wd0 & two & matches(df, hp_k=k, hp_sigma=p["sigma"], epochs=max(1, p["epochs"] // k))]
+        parts.append(d.assign(ablation="k", variant=f"NSO k = {k}"))
+    wd = df["weight_decay"].isin(p["weight_decays"]) & full
+    parts.append(df[wd & nso & two & matches(df, hp_k=1, hp_sigma=p["sigma"])].assign(ablation="weight decay",
+                                                                                      variant="NSO"))
+    parts.append(df[wd & (df["method"] == "sgd")].assign(ablation="weight decay", variant=plain))
+    return pd.concat(parts, ignore_index=True)
+
+
+def best_weight_decay(df: pd.DataFrame, metric: str = "val_acc") -> float:
+    """The non-zero weight decay of NSO's weight-decay ablation with the best mean validation accuracy."""
+    d = df[(df["ablation"] == "weight decay") & (df["method"] == "nso") & (df["weight_decay"] > 0)]
+    if d.empty:
+        raise ValueError("the weight-decay ablation has no NSO run with weight decay > 0")
+    return float(d.groupby("weight_decay")[metric].mean().fillna(-math.inf).idxmax())
