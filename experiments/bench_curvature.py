@@ -6,7 +6,8 @@ synchronisation on the CPU):
 - ``sgd/<variant>``: zero_grad, forward, backward, optimizer step (train-mode BatchNorm, running stats updated);
   variants NCHW, channels_last and, on CUDA, the whole step captured in a CUDA graph;
 - ``hv_toolkit/<method>/<bn>_bn/<variant>``: :func:`hessreg.curvature.hvp_function` (``fwd``: jvp over grad;
-  ``rev``: double backward) with the native or the elementary-op BatchNorm kernel, train-mode BatchNorm with
+  ``rev``: double backward) with the native (``rev`` only: inside torch.func BatchNorm always runs in elementary
+  ops) or the elementary-op BatchNorm kernel, train-mode BatchNorm with
   frozen running stats, same memory-format and CUDA-graph variants;
 - ``hv_double_backward/<variant>``: what PyHessian does: ``autograd.grad(loss, create_graph=True)`` then
   ``autograd.grad(g, θ, v)``;
@@ -106,6 +107,8 @@ def bench_batch(model: nn.Module, batch: int, device: torch.device, shape: tuple
         m.train()
         vf = {n: torch.empty_like(p).copy_(v[n]) for n, p in C.select_params(m).items()}  # the model's strides
         for method, bn in itertools.product(C.HVP_METHODS, ("native", "primitive")):
+            if method == "fwd" and bn == "native":
+                continue  # inside torch.func transforms BatchNorm always runs in elementary ops (models.py)
             hv = C.hvp_function(m, train_mode=True, method=method)
 
             def fn(hv=hv, m=m, xf=xf, bn=bn) -> list[Tensor]:
