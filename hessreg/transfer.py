@@ -293,8 +293,8 @@ def flatness(model: nn.Module, ds, *, n_samples: int = 1000, batch_size: int = 1
 MEASUREMENTS: dict[str, Callable] = {
     "nso_flatness": lambda model, ds: flatness(model, ds),
     "nso_flatness_fast": lambda model, ds: flatness(model, ds, batch_size=500),
-    "nso_flatness_smoke": lambda model, ds: flatness(model, ds, n_samples=128, batch_size=128, max_probes=10,
-                                                     max_iter=10),
+    "nso_flatness_smoke": lambda model, ds: flatness(model, ds, n_samples=64, batch_size=64, max_probes=5,
+                                                     max_iter=5),
 }
 
 
