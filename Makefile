@@ -83,7 +83,7 @@ book: chapters mathjax
 # One pytest run: unit tests and nbval on every chapter (nbval's executed notebooks are kept in $(EXEC) by
 # conftest.py, so the book build below reuses them: no chapter runs twice).
 test: setup mathjax chromium
-	rm -rf $(EXEC) _build/records _build/figures _build/verdicts
+	rm -rf $(EXEC) _build/records _build/figures _build/verdicts _build/html _build/.doctrees _build/screenshots
 	$(BIN)/python -m pytest tests book --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
 	  --executed-dir=$(EXEC) -ra
 	$(BIN)/python experiments/build_book.py --executed $(EXEC) --strict
