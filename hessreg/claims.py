@@ -222,3 +222,39 @@ def scoreboard(verdicts=VERDICTS) -> pd.DataFrame:
                      "verdict": v.get("status", "not run"), "scale": scale or "—", "seeds": seeds,
                      "statistic": v.get("statistic", "")})
     return pd.DataFrame(rows)
+
+
+
+
+def nme_landscape(fig7, scale: str, band: float = 3.0, mass: float = 0.9, max_area: float = 0.5,
+            quadratic_tol: float = 1e-9):
+    """Claim A7 tested on the grid (the same computation at every scale, so it is evaluated at smoke scale too).
+
+    Reproduced if (i) the ReLU NME ‖N‖_F is exactly 0 at every grid point (no grid point lies on a boundary),
+    (ii) the ReLU loss is quadratic within each region (:func:`quadratic_residual` ≤ ``quadratic_tol``), and
+    (iii) ≥ ``mass`` of the β-GELU NME mass lies within ``band``/β of a boundary while that band covers at most
+    ``max_area`` of the grid; not reproduced if any fails; inconclusive if the grid resolves 1/β with fewer
+    than 2 steps."""
+    from .landscape import area_within, max_nme_off_boundaries, nme_mass_within, quadratic_residual
+    relu, gelu = fig7.relu, fig7.gelu
+    relu_max, quad = max_nme_off_boundaries(relu), quadratic_residual(relu)
+    d = band / gelu.beta
+    m, area = nme_mass_within(gelu, d), area_within(gelu, d)
+    m1 = nme_mass_within(gelu, 1 / gelu.beta)
+    steps = 1 / (gelu.beta * gelu.step)
+    n = len(relu.a)
+    stat = (f"ReLU: max ‖N‖_F over all {n}×{n} grid points = {relu_max:.3g} (nearest grid point |h| = "
+            f"{float(relu.distance.min()):.3g} from a boundary); per-region quadratic fit of the loss, max residual "
+            f"{quad:.2g} of the loss range (β-GELU: {quadratic_residual(gelu):.2g}). β-GELU (β = {gelu.beta:g}): "
+            f"{100 * m:.1f}% of the NME mass Σ‖N‖_F lies within {band:g}/β = {d:.3g} of a boundary "
+            f"({100 * m1:.1f}% within 1/β), a band covering {100 * area:.1f}% of the grid; "
+            f"1/β = {steps:.1f} grid steps")
+    rule = (f"reproduced if the ReLU NME is 0 at every grid point, the ReLU loss is quadratic in each region "
+            f"(residual ≤ {quadratic_tol:g}), and ≥ {100 * mass:g}% of the β-GELU NME mass lies within {band:g}/β "
+            f"of a boundary in a band covering ≤ {100 * max_area:g}% of the grid; not reproduced if any fails; "
+            f"inconclusive if 1/β spans fewer than 2 grid steps. Evaluated at every scale (the computation is the "
+            f"same)")
+    ok = relu_max == 0 and quad <= quadratic_tol and m >= mass and area <= max_area
+    status = "inconclusive" if steps < 2 else "reproduced" if ok else "not reproduced"
+    return Verdict("A7", "ReLU: piecewise-quadratic loss, NME only on the region boundaries; β-GELU: NME within "
+                   "~1/β of them.", status, stat, rule, scale)

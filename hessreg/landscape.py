@@ -31,6 +31,7 @@ weights multiply x_0 = 1, so the two agree.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -40,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from . import curvature
-from .activations import make_activation, normal_pdf
+from .activations import DEFAULT_BETA, make_activation, normal_pdf, uses_beta
 
 Index = tuple[int, int]
 
@@ -198,7 +199,9 @@ class LandscapeResult:
 
     @property
     def label(self) -> str:
-        return "ReLU" if self.activation == "relu" else f"β-GELU (β = {self.beta:g})"
+        names = {"relu": "ReLU", "beta_gelu": "β-GELU"}
+        name = names.get(self.activation, self.activation)
+        return name if self.beta is None else f"{name} (β = {self.beta:g})"
 
     @property
     def nme_norm(self) -> Tensor:
@@ -261,7 +264,12 @@ def nme_landscape(activation: str, beta: float | None = None, *, net: ToyMLP | N
     ``net``: the network (default :func:`toy_mlp` (seed, hidden, weights, y = ``target``)); the grid is
     :func:`grid_axes` (``grid_points`` per axis, ±``extent`` around the boundaries' crossing); ``kinds``: the
     blocks to compute (the others are left ``None``)."""
-    import time
+    if "N" not in kinds or not set(kinds) <= {"H", "G", "N"}:
+        raise ValueError(f"kinds must include 'N' and be among 'H', 'G', 'N', got {kinds!r}")
+    if uses_beta(activation):
+        beta = DEFAULT_BETA.get(activation, 1.0) if beta is None else float(beta)
+    else:
+        beta = None
     t0 = time.perf_counter()
     net = net or toy_mlp(seed, hidden, weights, y=target)
     a, b = grid_axes(net, grid_points, extent)
@@ -276,7 +284,7 @@ def nme_landscape(activation: str, beta: float | None = None, *, net: ToyMLP | N
         preact = model.preactivations(x).reshape(*A.shape, -1)
     H, G, N = (_blocks(k, model, (x, y)).reshape(*A.shape, 2, 2).cpu() if k in kinds else None
                for k in ("H", "G", "N"))
-    return LandscapeResult(activation, None if activation == "relu" else beta, net, a, b, loss.cpu(), H, G, N,
+    return LandscapeResult(activation, beta, net, a, b, loss.cpu(), H, G, N,
                            preact.cpu(), net.boundaries(), time.perf_counter() - t0)
 
 
@@ -304,12 +312,24 @@ def mass_radius(r: LandscapeResult, fraction: float = 0.9) -> float:
     return float(r.distance.reshape(-1)[order][min(k, len(cum) - 1)])
 
 
+def _profile(n: int = 400_001, top: float = 40.0) -> tuple[Tensor, Tensor]:
+    """u ≥ 0 on a fine grid and the cumulative share of |φ(u)(2 − u²)| (symmetric in u) in [0, u]."""
+    u = torch.linspace(0, top, n, dtype=torch.float64)
+    g = (normal_pdf(u) * (2 - u * u)).abs()
+    return u, torch.cumsum(g, 0) / g.sum()
+
+
 def profile_mass_within(c: float) -> float:
     """The 1-D prediction of :func:`nme_mass_within` at d = c/β: ∫_{|u|<c} |φ(u)(2 − u²)| du / ∫ |φ(u)(2 − u²)| du,
     the share of |σ''_β| within c/β of 0 (it holds for one boundary with a constant prefactor (f − y) W2 x²)."""
-    u = torch.linspace(-40, 40, 800_001, dtype=torch.float64)
-    g = (normal_pdf(u) * (2 - u * u)).abs()
-    return float(g[u.abs() <= c].sum() / g.sum())
+    u, cum = _profile()
+    return float(cum[u <= c][-1])
+
+
+def profile_radius(fraction: float = 0.9) -> float:
+    """The 1-D prediction of β·:func:`mass_radius`: the smallest c with profile_mass_within(c) ≥ ``fraction``."""
+    u, cum = _profile()
+    return float(u[int(torch.searchsorted(cum, torch.tensor(fraction, dtype=cum.dtype)))])
 
 
 def concentration(r: LandscapeResult, cs: Sequence[float] = (1, 2, 3, 5)) -> pd.DataFrame:
@@ -393,95 +413,3 @@ def figure7(params: dict) -> Figure7:
               device="cpu" if params["device"] == "auto" else params["device"])
     relu, gelu = nme_landscape("relu", **kw), nme_landscape("beta_gelu", params["beta"], **kw)
     return Figure7(relu, gelu, beta_sweep(params["betas"], known=[gelu], **kw), params)
-
-
-def plot(fig7: Figure7, nme_floor: float = 1e-6, band: float = 3.0):
-    """2×2 panels: loss (top, square-root colour scale: colour ∝ |f − y|) and ‖N‖_F (bottom, log colour scale, values below ``nme_floor`` × max shown at the
-    floor), ReLU (left) and β-GELU (right); the analytic boundaries h_i = 0 as dashed lines, and on the β-GELU NME
-    panel the band edges |h_i| = ``band``/β as dotted lines."""
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm, PowerNorm
-
-    fig, axes = plt.subplots(2, 2, figsize=(10, 8.4), sharex=True, sharey=True, constrained_layout=True)
-    rs = (fig7.relu, fig7.gelu)
-    top = max(float(r.nme_norm.max()) for r in rs)
-    norm = LogNorm(vmin=nme_floor * top, vmax=top)
-    lmin, lmax = min(float(r.loss.min()) for r in rs), max(float(r.loss.max()) for r in rs)
-    for col, r in enumerate(rs):
-        A, B = np.meshgrid(r.a.numpy(), r.b.numpy(), indexing="ij")
-        ax = axes[0, col]
-        m = ax.pcolormesh(A, B, r.loss.numpy(), shading="auto", cmap="viridis",
-                          norm=PowerNorm(0.5, vmin=lmin, vmax=lmax))
-        ax.contour(A, B, r.loss.numpy(), levels=12, colors="w", linewidths=0.5, alpha=0.6)
-        ax.set_title(f"{r.label}: loss ½(f − y)²")
-        if col == 1:
-            fig.colorbar(m, ax=axes[0, :], shrink=0.9, label="loss (square-root colour scale)")
-        ax = axes[1, col]
-        nme = r.nme_norm.numpy()
-        if nme.max() == 0:
-            ax.pcolormesh(A, B, np.zeros_like(nme), shading="auto", cmap="Greys", vmin=0, vmax=1)
-            ax.text(0.5, 0.06, "‖N‖_F = 0 at every grid point\n(σ'' = Dirac delta on the dashed lines)",
-                    transform=ax.transAxes, ha="center", va="bottom", fontsize=9,
-                    bbox=dict(boxstyle="round", fc="w", alpha=0.85))
-        else:
-            m = ax.pcolormesh(A, B, np.clip(nme, nme_floor * top, None), shading="auto", cmap="magma", norm=norm)
-            fig.colorbar(m, ax=axes[1, :], shrink=0.9, label="‖N‖_F (log scale)")
-            for ln in r.boundaries:
-                for h in (-band / r.beta, band / r.beta):
-                    edge = Boundary(ln.unit, ln.r - h, ln.alpha, ln.gamma)
-                    pts = edge.points((float(r.a[0]), float(r.a[-1])), (float(r.b[0]), float(r.b[-1])))
-                    ax.plot(pts[:, 0], pts[:, 1], ls=":", lw=1, color="c")
-            ax.plot([], [], ls=":", lw=1, color="c", label=f"|h| = {band:g}/β")
-            ax.legend(loc="upper left", fontsize=8, framealpha=0.85)
-        ax.set_title(f"{r.label}: NME norm ‖N‖_F")
-        for ax in axes[:, col]:
-            for k, ln in enumerate(r.boundaries):
-                pts = ln.points((float(r.a[0]), float(r.a[-1])), (float(r.b[0]), float(r.b[-1])))
-                ax.plot(pts[:, 0], pts[:, 1], ls="--", lw=1.2, color=("C1", "C2", "C4")[k % 3],
-                        label=f"{ln.label()} (analytic)")
-            ax.set_xlim(float(r.a[0]), float(r.a[-1]))
-            ax.set_ylim(float(r.b[0]), float(r.b[-1]))
-    (ip, jp), (iq, jq) = fig7.relu.net.weights
-    for ax in axes[1]:
-        ax.set_xlabel(f"w_p = W1[{ip + 1},{jp + 1}]")
-    for ax in axes[:, 0]:
-        ax.set_ylabel(f"w_q = W1[{iq + 1},{jq + 1}]")
-    axes[0, 0].legend(loc="upper left", fontsize=8, framealpha=0.85)
-    return fig
-
-
-CLAIM_A7 = ("ReLU: piecewise-quadratic loss, NME only on the region boundaries; β-GELU: NME within ~1/β of "
-            "them.")
-
-
-def verdict(fig7: Figure7, scale: str, band: float = 3.0, mass: float = 0.9, max_area: float = 0.5,
-            quadratic_tol: float = 1e-9):
-    """Claim A7 tested on the grid (the same computation at every scale, so it is evaluated at smoke scale too).
-
-    Reproduced if (i) the ReLU NME ‖N‖_F is exactly 0 at every grid point (no grid point lies on a boundary),
-    (ii) the ReLU loss is quadratic within each region (:func:`quadratic_residual` ≤ ``quadratic_tol``), and
-    (iii) ≥ ``mass`` of the β-GELU NME mass lies within ``band``/β of a boundary while that band covers at most
-    ``max_area`` of the grid; not reproduced if any fails; inconclusive if the grid resolves 1/β with fewer
-    than 2 steps."""
-    from .claims import Verdict
-    relu, gelu = fig7.relu, fig7.gelu
-    relu_max, quad = max_nme_off_boundaries(relu), quadratic_residual(relu)
-    d = band / gelu.beta
-    m, area = nme_mass_within(gelu, d), area_within(gelu, d)
-    m1 = nme_mass_within(gelu, 1 / gelu.beta)
-    steps = 1 / (gelu.beta * gelu.step)
-    n = len(relu.a)
-    stat = (f"ReLU: max ‖N‖_F over all {n}×{n} grid points = {relu_max:.3g} (nearest grid point |h| = "
-            f"{float(relu.distance.min()):.3g} from a boundary); per-region quadratic fit of the loss, max residual "
-            f"{quad:.2g} of the loss range (β-GELU: {quadratic_residual(gelu):.2g}). β-GELU (β = {gelu.beta:g}): "
-            f"{100 * m:.1f}% of the NME mass Σ‖N‖_F lies within {band:g}/β = {d:.3g} of a boundary "
-            f"({100 * m1:.1f}% within 1/β), a band covering {100 * area:.1f}% of the grid; "
-            f"1/β = {steps:.1f} grid steps")
-    rule = (f"reproduced if the ReLU NME is 0 at every grid point, the ReLU loss is quadratic in each region "
-            f"(residual ≤ {quadratic_tol:g}), and ≥ {100 * mass:g}% of the β-GELU NME mass lies within {band:g}/β "
-            f"of a boundary in a band covering ≤ {100 * max_area:g}% of the grid; not reproduced if any fails; "
-            f"inconclusive if 1/β spans fewer than 2 grid steps. Evaluated at every scale (the computation is the "
-            f"same)")
-    ok = relu_max == 0 and quad <= quadratic_tol and m >= mass and area <= max_area
-    status = "inconclusive" if steps < 2 else "reproduced" if ok else "not reproduced"
-    return Verdict("A7", CLAIM_A7, status, stat, rule, scale)

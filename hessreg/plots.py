@@ -3,6 +3,7 @@ from __future__ import annotations
 
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -71,4 +72,60 @@ def curves(df: pd.DataFrame, x: str, hue: str, col: str | None = None, metric: s
         ax.set_title("" if panel is None else str(panel))
         ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def nme_landscape(fig7, nme_floor: float = 1e-6, band: float = 3.0):
+    """Paper A Fig. 7 from :func:`hessreg.landscape.figure7`'s result. 2×2 panels: loss (top, square-root colour scale: colour ∝ |f − y|) and ‖N‖_F (bottom, log colour scale,
+    values below ``nme_floor`` × max shown at the floor), ReLU (left) and β-GELU (right); the analytic boundaries
+    h_i = 0 as dashed lines, and on the β-GELU NME panel the band edges |h_i| = ``band``/β as dotted lines."""
+    from matplotlib.colors import LogNorm, PowerNorm
+
+    from .landscape import Boundary
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 8.4), sharex=True, sharey=True, constrained_layout=True)
+    rs = (fig7.relu, fig7.gelu)
+    top = max(float(r.nme_norm.max()) for r in rs)
+    norm = LogNorm(vmin=nme_floor * top, vmax=top)
+    lmin, lmax = min(float(r.loss.min()) for r in rs), max(float(r.loss.max()) for r in rs)
+    for col, r in enumerate(rs):
+        A, B = np.meshgrid(r.a.numpy(), r.b.numpy(), indexing="ij")
+        ax = axes[0, col]
+        m = ax.pcolormesh(A, B, r.loss.numpy(), shading="auto", cmap="viridis",
+                          norm=PowerNorm(0.5, vmin=lmin, vmax=lmax))
+        ax.contour(A, B, r.loss.numpy(), levels=12, colors="w", linewidths=0.5, alpha=0.6)
+        ax.set_title(f"{r.label}: loss ½(f − y)²")
+        if col == 1:
+            fig.colorbar(m, ax=axes[0, :], shrink=0.9, label="loss (square-root colour scale)")
+        ax = axes[1, col]
+        nme = r.nme_norm.numpy()
+        if nme.max() == 0:
+            ax.pcolormesh(A, B, np.zeros_like(nme), shading="auto", cmap="Greys", vmin=0, vmax=1)
+            ax.text(0.5, 0.06, "‖N‖_F = 0 at every grid point\n(σ'' = Dirac delta on the dashed lines)",
+                    transform=ax.transAxes, ha="center", va="bottom", fontsize=9,
+                    bbox=dict(boxstyle="round", fc="w", alpha=0.85))
+        else:
+            m = ax.pcolormesh(A, B, np.clip(nme, nme_floor * top, None), shading="auto", cmap="magma", norm=norm)
+            fig.colorbar(m, ax=axes[1, :], shrink=0.9, label="‖N‖_F (log scale)")
+            for ln in r.boundaries:
+                for h in (-band / r.beta, band / r.beta):
+                    edge = Boundary(ln.unit, ln.r - h, ln.alpha, ln.gamma)
+                    pts = edge.points((float(r.a[0]), float(r.a[-1])), (float(r.b[0]), float(r.b[-1])))
+                    ax.plot(pts[:, 0], pts[:, 1], ls=":", lw=1, color="c")
+            ax.plot([], [], ls=":", lw=1, color="c", label=f"|h| = {band:g}/β")
+            ax.legend(loc="upper left", fontsize=8, framealpha=0.85)
+        ax.set_title(f"{r.label}: NME norm ‖N‖_F")
+        for ax in axes[:, col]:
+            for k, ln in enumerate(r.boundaries):
+                pts = ln.points((float(r.a[0]), float(r.a[-1])), (float(r.b[0]), float(r.b[-1])))
+                ax.plot(pts[:, 0], pts[:, 1], ls="--", lw=1.2, color=("C1", "C2", "C4")[k % 3],
+                        label=f"{ln.label()} (analytic)")
+            ax.set_xlim(float(r.a[0]), float(r.a[-1]))
+            ax.set_ylim(float(r.b[0]), float(r.b[-1]))
+    (ip, jp), (iq, jq) = fig7.relu.net.weights
+    for ax in axes[1]:
+        ax.set_xlabel(f"w_p = W1[{ip + 1},{jp + 1}]")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"w_q = W1[{iq + 1},{jq + 1}]")
+    axes[0, 0].legend(loc="upper left", fontsize=8, framealpha=0.85)
     return fig

@@ -262,6 +262,48 @@ data.LOADERS["digits"] = lambda tr, te, va, device, root: data.tensor_data(
     "digits", *load_digits_arrays(), 10, tr, te, device, pad=2, val_size=va)
 
 
+# -------------------------------------------------------------------- image folders with a validation split
+
+class FolderSplits(data.FolderData):
+    """An ImageFolder tree with a validation split: ``train/`` (trained on), ``val/`` (model selection) and
+    ``test/`` (reported), each ``<class>/<image>``. ``hessreg.data.FolderData`` tests on ``val/`` and has no
+    validation split; Paper B selects hyperparameters on validation data, so its paper scale uses this."""
+
+    def __init__(self, name, train, test, device, val, num_workers: int = 4):
+        super().__init__(name, train, test, device, num_workers)
+        self.val = val
+
+    def val_batches(self, batch_size=256):
+        for x, y in self._loader(self.val, batch_size, False):
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+
+def load_folder_splits(train_size, test_size, val_size, device, root) -> FolderSplits:
+    """``image_folder_splits``: see :class:`FolderSplits`. ``val_size`` caps the validation images used (a fixed
+    random subset); ``test_size`` is ignored (the whole ``test/`` folder is the test set)."""
+    import torchvision
+    root = root or os.environ.get("HESSREG_DATA")
+    missing = [d for d in ("train", "val", "test") if not root or not (Path(root) / d).is_dir()]
+    if missing:
+        raise data.DataNotFoundError(
+            f"image_folder_splits: expected an ImageFolder tree at root=<folder> or $HESSREG_DATA with train/, "
+            f"val/ and test/ subfolders, each holding <class>/<image> files; got {root!r} (missing: "
+            f"{', '.join(missing)}). Paper B's six datasets: split each into that layout.")
+    base = data.FolderData.from_root(root, "image_folder_splits", device, train_size)
+    val = base.test  # FolderData reads val/ with the evaluation transforms
+    if val_size is not None and val_size < len(val):
+        keep = data._subset(len(val), val_size, data.DATA_SEED + 2)
+        val.samples = [val.samples[i] for i in keep]
+        val.targets = [t for _, t in val.samples]
+    test = torchvision.datasets.ImageFolder(str(Path(root) / "test"), data.folder_transforms(False))
+    if test.classes != base.train.classes or val.classes != base.train.classes:
+        raise ValueError(f"image_folder_splits: train/, val/ and test/ under {root} must hold the same classes")
+    return FolderSplits("image_folder_splits", base.train, test, str(device), val)
+
+
+data.LOADERS["image_folder_splits"] = load_folder_splits
+
+
 # ---------------------------------------------------------------------------------------------- flatness
 
 def flatness(model: nn.Module, ds, *, n_samples: int = 1000, batch_size: int = 16, max_probes: int = 100,
