@@ -99,7 +99,6 @@ def nso_base(p: dict, **fields) -> Config:
     after training. ``init: pretrain`` pretrains ``model`` on ``pretrain_dataset`` (cached, once); any other
     ``init`` (``imagenet:resnet34``) is passed through."""
     from . import transfer
-    transfer.register_measurements()
     init = p["init"]
     if init == "pretrain":
         init = transfer.pretrain_spec(dataset=p["pretrain_dataset"], model=p["model"], epochs=p["pretrain_epochs"],

@@ -29,7 +29,7 @@ def metric_by_group(df: pd.DataFrame, x: str, metric: str = "test_acc", order=No
 METHOD_LABELS = {"sgd": "SGD", "sam": "SAM", "asam": "ASAM", "psam": "PSAM", "pusam": "PUSAM",
                  "gn_psam": "GN-PSAM (NME ablated)", "weight_noise": "weight noise",
                  "hessian_trace": "Hessian-trace penalty", "gn_trace": "GN-trace penalty",
-                 "gn_trace_hutchinson": "GN-trace penalty (Hutchinson)", "nso": "NSO",
+                 "gn_trace_hutchinson": "GN-trace penalty (Hutchinson)", "nso": "NSO", "rsam": "RSAM",
                  "label_smoothing": "label smoothing"}
 ACTIVATION_LABELS = {"relu": "ReLU", "gelu": "GELU", "gelu_tanh": "GELU (tanh)", "beta_gelu": "β-GELU",
                      "gelu_nme_ablated": "GELU, activation NME ablated", "relu_synthetic_nme": "ReLU + synthetic NME"}

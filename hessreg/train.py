@@ -281,11 +281,12 @@ def _nonzero_d2(model: nn.Module, ds) -> dict:
 
 
 # name → fn(model, dataset) -> JSON-able value; taken at initialization and after training.
-MEASUREMENTS: dict[str, Callable[[nn.Module, Any], Any]] = {"nonzero_d2": _nonzero_d2}
+MEASUREMENTS: dict[str, Callable[[nn.Module, Any], Any]] = {"nonzero_d2": _nonzero_d2, **transfer.MEASUREMENTS}
 
 
-def run(config: Config, *, check_every: int = 25) -> Record:
-    """Train one model as ``config`` says and return its :class:`Record` (nothing is written here).
+def run(config: Config, *, check_every: int = 25, return_model: bool = False) -> Record | tuple[Record, nn.Module]:
+    """Train one model as ``config`` says and return its :class:`Record` (nothing is written here), and the
+    trained model too with ``return_model`` (pretraining for fine-tuning keeps it).
 
     Divergence is checked every ``check_every`` steps and at each epoch's end (each check synchronises).
     """
@@ -348,7 +349,8 @@ def run(config: Config, *, check_every: int = 25) -> Record:
     test_loss, test_acc = evaluate(model, ds.test_batches())
     val_loss, val_acc = evaluate(model, ds.val_batches()) if config.val_size else (None, None)
     metrics += [{"when": "final", "name": m, "value": MEASUREMENTS[m](model, ds)} for m in config.measure]
-    return Record(key=config.key, config=config.to_dict(), history=history, test_loss=test_loss,
-                  test_acc=test_acc, diverged=diverged_at is not None, diverged_at=diverged_at,
-                  wall_time_s=time.perf_counter() - start, provenance=provenance(device), metrics=metrics,
-                  val_loss=val_loss, val_acc=val_acc)
+    record = Record(key=config.key, config=config.to_dict(), history=history, test_loss=test_loss,
+                    test_acc=test_acc, diverged=diverged_at is not None, diverged_at=diverged_at,
+                    wall_time_s=time.perf_counter() - start, provenance=provenance(device), metrics=metrics,
+                    val_loss=val_loss, val_acc=val_acc)
+    return (record, model) if return_model else record

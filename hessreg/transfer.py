@@ -22,15 +22,15 @@ training pool of the rest, from which ``Config.val_size`` holds out the validati
 **Flatness** (Paper B's Hessian table): :func:`flatness` — Hessian trace by Hutchinson with Rademacher probes
 (stop at 1e-3 relative change or 100 probes) and the top eigenvalue by power iteration (≤ 100 iterations, stop
 at 1e-3 relative change), eval mode, on the first 1,000 training samples in batches of 16. Registered as
-training measurements by :func:`register_measurements` (names in :data:`MEASUREMENTS`).
+training measurements (:data:`MEASUREMENTS`, part of ``hessreg.train.MEASUREMENTS``).
 """
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -143,18 +143,11 @@ def weights_dir() -> Path:
 
 
 def save_atomic(obj, path: Path) -> None:
-    """``torch.save`` so that readers see the old file or the new one, never a part (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` so that readers see the old file or the new one, never a part."""
+    from .results import write_atomic  # results → train → transfer: import when used
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_atomic(path, buffer.getvalue())
 
 
 @contextlib.contextmanager
@@ -175,24 +168,11 @@ def _locked(path: Path):
 
 
 def _train_keeping_model(config):
-    """Run ``config`` through the one training loop and keep the trained model. The loop returns only a record,
-    so the final model is caught by a temporary measurement (taken after training)."""
+    """Run ``config`` through the one training loop; the record and the trained weights (on the CPU)."""
     from . import train
-    caught = {}
-
-    def catch(model, ds):
-        caught["state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        return None
-
-    name = "_transfer_keep_model"
-    train.MEASUREMENTS[name] = catch
-    try:
-        with torch.random.fork_rng():  # the fine-tuning run that triggered this keeps its random stream
-            record = train.run(config.replace(measure=(name,)))
-    finally:
-        del train.MEASUREMENTS[name]
-    record.metrics = [m for m in record.metrics if m["name"] != name]
-    return record, caught["state"]
+    with torch.random.fork_rng():  # the fine-tuning run that triggered this keeps its random stream
+        record, model = train.run(config, return_model=True)
+    return record, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def pretrained(spec: str, device="auto") -> dict:
@@ -340,14 +320,6 @@ MEASUREMENTS: dict[str, Callable] = {
 }
 
 
-def register_measurements() -> None:
-    """Add :data:`MEASUREMENTS` to ``hessreg.train.MEASUREMENTS`` (idempotent). ``train`` imports this module,
-    so the registration cannot happen at import time here; the NSO chapters' grids call it."""
-    from . import train
-    for name, fn in MEASUREMENTS.items():
-        train.MEASUREMENTS.setdefault(name, fn)
-
-
 # ------------------------------------------------------------------------------- selection by validation
 
 def setting_columns(df: pd.DataFrame) -> list[str]:
@@ -357,10 +329,13 @@ def setting_columns(df: pd.DataFrame) -> list[str]:
 
 def settings_table(df: pd.DataFrame, by: str = "method", metric: str = "val_acc") -> pd.DataFrame:
     """One row per (group, hyperparameter setting): mean ``metric`` over seeds (the selection criterion),
-    mean ± sd test accuracy (%), seed count. Which columns make a setting is decided per group (its ``hp_*``)."""
+    mean ± sd test accuracy (%), seed count. A setting is named by the group's ``hp_*`` columns that vary in its
+    search (all of them when none varies)."""
     rows = []
     for group, d in df.groupby(by, sort=False):
         cols = setting_columns(d)
+        varying = [c for c in cols if d[c].nunique(dropna=False) > 1]
+        cols = varying or cols  # name a setting by what varies in the group's search
         for setting, s in (d.groupby(cols, dropna=False, sort=True) if cols else [((), d)]):
             setting = setting if isinstance(setting, tuple) else (setting,)
             crit = s[metric].astype(float)
