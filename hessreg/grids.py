@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+import pandas as pd
 import yaml
 
 from .sweep import grid
@@ -70,10 +72,9 @@ def trace_penalties(p: dict) -> list[Config]:
     return runs + grid(base, method=["sgd"], seed=p["seeds"])
 
 
-def penalty_weight(df) -> "pd.Series":
+def penalty_weight(df: pd.DataFrame) -> pd.Series:
     """σ² of each run of :func:`trace_penalties` from its record frame: ``hp_sigma2``, or for weight noise
     σ_noise²/2 (its variance is 2σ²). NaN for SGD."""
-    import numpy as np
     s2 = df["hp_sigma2"] if "hp_sigma2" in df else np.nan
     return df.assign(_s=s2)["_s"].fillna(df["hp_sigma"] ** 2 / 2 if "hp_sigma" in df else np.nan)
 

@@ -367,36 +367,6 @@ def select_best(df: pd.DataFrame, by: str = "method", metric: str = "val_acc") -
 
 # ---------------------------------------------------------------------------------------------- verdicts
 
-def beats_best(best: pd.DataFrame, method: str, claim_id: str, claim: str, scale: str, by: str = "method",
-               labels: dict | None = None):
-    """Directional test: ``method`` (its selected setting) has higher test accuracy than the strongest other
-    group (the one with the highest mean test accuracy of its selected setting — the hardest comparison).
-
-    D = mean(method) − mean(best other), pp; SE = √(s₁²/n₁ + s₂²/n₂). Reproduced if D > 2·SE; not reproduced if
-    D ≤ 0; inconclusive in between or with fewer than 2 seeds."""
-    from .claims import Verdict, not_evaluated, summary
-    if scale == "smoke":
-        return not_evaluated(claim_id, claim, scale)
-    name = (labels or {}).get
-    s = summary(best, by).set_index(by)
-    if method not in s.index or len(s) < 2:
-        return Verdict(claim_id, claim, "inconclusive", f"{method} or its baselines have no records",
-                       "needs the method and at least one baseline", scale)
-    others = s.drop(index=method)
-    rival = others["mean"].idxmax()
-    a, b = s.loc[method], s.loc[rival]
-    d = a["mean"] - b["mean"]
-    stat = (f"D = {name(method, method)} − best baseline ({name(rival, rival)}) = {a['mean']:.2f} − "
-            f"{b['mean']:.2f} = {d:+.2f} pp (paper: up to +1.8 pp)")
-    n = int(min(a["n"], b["n"]))
-    if n < 2:
-        return Verdict(claim_id, claim, "inconclusive", stat + "; 1 seed", "needs ≥ 2 seeds per method", scale)
-    se = math.sqrt(a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"])
-    status = "reproduced" if d > 2 * se else "not reproduced" if d <= 0 else "inconclusive"
-    return Verdict(claim_id, claim, status, f"{stat}; SE {se:.2f} pp, n ≥ {n} seeds",
-                   "reproduced if D > 2·SE; not reproduced if D ≤ 0; inconclusive otherwise", scale)
-
-
 def flatness_frame(records, when: str = "final") -> pd.DataFrame:
     """One row per record with its flatness measurement (``trace``, ``top_eig``, …) taken ``when``, keyed by
     the record's key (join it to ``results.frame``)."""
@@ -429,34 +399,6 @@ def reductions(best: pd.DataFrame, method: str, metrics=("trace", "top_eig"), by
                 row |= {f"{m}_change_%": 0.0, f"{m}_change_se_%": math.nan}
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def lower_than_all(table: pd.DataFrame, method: str, metric: str, claim_id: str, claim: str, scale: str,
-                   paper: float | None = None, by: str = "method", labels: dict | None = None):
-    """Directional test on a :func:`reductions` table: ``method``'s ``metric`` is lower than every other group's.
-
-    r_g = relative change against group g (%), SE_g by the delta method. Reproduced if r_g < −2·SE_g for every
-    g; not reproduced if r_g ≥ 0 for some g (NSO not flatter than that baseline in the mean); else inconclusive."""
-    from .claims import Verdict, not_evaluated
-    if scale == "smoke":
-        return not_evaluated(claim_id, claim, scale)
-    name = (labels or {}).get
-    others = table[table[by] != method]
-    r, se = others[f"{metric}_change_%"], others[f"{metric}_change_se_%"]
-    per = ", ".join(f"{name(g, g)}: {x:+.1f}%" + (f" ± {s:.1f}" if s == s else "")
-                    for g, x, s in zip(others[by], r, se))
-    stat = f"change of {metric} against each baseline: {per}; mean {r.mean():+.1f}%"
-    stat += f" (paper: {paper:+.1f}%)" if paper is not None else ""
-    if others.empty:
-        return Verdict(claim_id, claim, "inconclusive", "no baselines", "needs baselines", scale)
-    if se.isna().any():
-        status = "not reproduced" if (r >= 0).any() else "inconclusive"
-        return Verdict(claim_id, claim, status, stat + "; < 2 seeds",
-                       "not reproduced if the change is ≥ 0 against some baseline; else needs ≥ 2 seeds", scale)
-    status = ("reproduced" if (r < -2 * se).all() else "not reproduced" if (r >= 0).any() else "inconclusive")
-    return Verdict(claim_id, claim, status, stat,
-                   "reproduced if the change < −2·SE against every baseline; not reproduced if ≥ 0 against "
-                   "any; inconclusive otherwise", scale)
 
 
 # ------------------------------------------------------------------------------------ chapter helpers

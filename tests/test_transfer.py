@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import hessreg as hr
-from hessreg import data, grids, models, train, transfer
+from hessreg import claims, data, grids, models, train, transfer
 
 PRE = dict(dataset="fashion_mnist", model="mlp-16x1", epochs=1, train_size=256, batch_size=64, augment=False)
 
@@ -167,16 +167,16 @@ def test_beats_best_and_lower_than_all_rules():
     rows += [("sam", 0.1, s, 0.5, a) for s, a in enumerate([0.85, 0.86, 0.84])]
     rows += [("nso", 0.1, s, 0.5, a) for s, a in enumerate([0.90, 0.91, 0.89])]
     best = transfer.select_best(_frame(rows))
-    v = transfer.beats_best(best, "nso", "B1", "c", "full")
+    v = claims.beats_best(best, "nso", "B1", "c", "full")
     assert v.status == "reproduced" and "best baseline (sam)" in v.statistic and "+5.00 pp" in v.statistic
-    assert transfer.beats_best(best, "sgd", "B1", "c", "full").status == "not reproduced"
-    assert transfer.beats_best(best, "nso", "B1", "c", "smoke").status == "not evaluated"
+    assert claims.beats_best(best, "sgd", "B1", "c", "full").status == "not reproduced"
+    assert claims.beats_best(best, "nso", "B1", "c", "smoke").status == "not evaluated"
     flat = best.assign(trace=best["test_acc"].map({0.80: 10, 0.81: 11, 0.79: 9, 0.85: 8, 0.86: 8.5, 0.84: 7.5,
                                                    0.90: 5, 0.91: 5.5, 0.89: 4.5}).astype(float))
     table = transfer.reductions(flat, "nso", metrics=("trace",))
     assert table.set_index("method").loc["sgd", "trace_change_%"] == pytest.approx(-50.0)
-    assert transfer.lower_than_all(table, "nso", "trace", "B2", "c", "full", paper=-17.7).status == "reproduced"
-    assert transfer.lower_than_all(transfer.reductions(flat, "sam", metrics=("trace",)), "sam", "trace", "B2", "c",
+    assert claims.lower_than_all(table, "nso", "trace", "B2", "c", "full", paper=-17.7).status == "reproduced"
+    assert claims.lower_than_all(transfer.reductions(flat, "sam", metrics=("trace",)), "sam", "trace", "B2", "c",
                                    "full").status == "not reproduced"
 
 
