@@ -135,6 +135,8 @@ def metrics_frame(records: Iterable[Record]) -> pd.DataFrame:
         ident = {"key": r.key, "method": r.config["method"], "activation": r.config["activation"],
                  "beta": r.config.get("beta"), "seed": r.config["seed"]}
         for m in r.metrics:
+            if m["value"] is None:  # not measured (a diverged run's final weights)
+                continue
             value = m["value"] if isinstance(m["value"], dict) else {"value": m["value"]}
             rows.append(ident | {"when": m["when"], "name": m["name"]} |
                         {k: v for k, v in value.items() if not isinstance(v, dict)})

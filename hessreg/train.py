@@ -240,6 +240,14 @@ def _all_reduce_mean(tensors: list[torch.Tensor], world_size: int) -> None:
             t.div_(world_size)
 
 
+def _any_rank(flag: torch.Tensor, world_size: int) -> bool:
+    """Whether ``flag`` is set on any rank (every rank must stop at the same step)."""
+    if world_size > 1:
+        flag = flag.to(torch.int32)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return bool(flag.item())
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, batches) -> tuple[float, float]:
     """Mean cross-entropy and accuracy in eval mode (BatchNorm on running statistics)."""
@@ -325,7 +333,7 @@ def run(config: Config, *, check_every: int = 25, return_model: bool = False) ->
             out = method.step(model, x, y, loss_fn, **hp)
             _all_reduce_mean([p.grad for p in params if p.grad is not None], world)
             bad |= ~torch.isfinite(out.loss)
-            if (i + 1) % check_every == 0 and bad.item():
+            if (i + 1) % check_every == 0 and _any_rank(bad, world):
                 diverged_at = {"epoch": epoch, "step": step}
                 break
             opt.step()
@@ -338,7 +346,7 @@ def run(config: Config, *, check_every: int = 25, return_model: bool = False) ->
                 sums[3] += out.penalty.float()
                 sums[4] += 1
         _all_reduce_mean([sums], world)
-        if diverged_at is None and bad.item():
+        if diverged_at is None and _any_rank(bad, world):
             diverged_at = {"epoch": epoch, "step": step}
         if diverged_at is not None:
             break
@@ -348,7 +356,9 @@ def run(config: Config, *, check_every: int = 25, return_model: bool = False) ->
                         "penalty": penalty / n_penalty if n_penalty else None})
     test_loss, test_acc = evaluate(model, ds.test_batches())
     val_loss, val_acc = evaluate(model, ds.val_batches()) if config.val_size else (None, None)
-    metrics += [{"when": "final", "name": m, "value": MEASUREMENTS[m](model, ds)} for m in config.measure]
+    # a diverged model's weights are not finite: nothing to measure (the curvature toolkit rejects them)
+    metrics += [{"when": "final", "name": m, "value": None if diverged_at else MEASUREMENTS[m](model, ds)}
+                for m in config.measure]
     record = Record(key=config.key, config=config.to_dict(), history=history, test_loss=test_loss,
                     test_acc=test_acc, diverged=diverged_at is not None, diverged_at=diverged_at,
                     wall_time_s=time.perf_counter() - start, provenance=provenance(device), metrics=metrics,

@@ -110,3 +110,12 @@ def test_validation_split_and_measurements():
 def test_fields_added_later_do_not_change_old_keys():
     c = hr.Config(**TINY)
     assert "val_size" not in c.canonical() and "init" not in c.canonical() and "measure" not in c.canonical()
+
+
+def test_diverged_runs_skip_final_measurements():
+    r = hr.run(hr.Config(**TINY | dict(lr=1e6, schedule="constant", weight_decay=0.0, epochs=5,
+                                       activation="beta_gelu", beta=10.0, measure=["nonzero_d2"])))
+    assert r.diverged
+    assert [m["value"] is None for m in r.metrics] == [False, True]  # init measured, final not
+    from hessreg import results
+    assert list(results.metrics_frame([r])["when"]) == ["init"]
