@@ -108,7 +108,7 @@ def nso_base(p: dict, **fields) -> Config:
                   val_size=p["val_size"], model=p["model"], optimizer=p["optimizer"], lr=p["lr"],
                   weight_decay=p["weight_decay"], schedule="step", step_epochs=p["step_epochs"],
                   step_gamma=p["step_gamma"], epochs=p["epochs"], batch_size=p["batch_size"], augment=p["augment"],
-                  device=p["device"], data_root=p["data_root"], init=init,
+                  device=p["device"], data_root=p["data_root"], init=init, checkpoint=p["checkpoint"],
                   measure=(p["flatness"],) if p["flatness"] else (), **fields)
 
 

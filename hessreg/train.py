@@ -35,7 +35,8 @@ DEVICES = ("auto", "cpu", "cuda")
 NOT_IN_KEY = ("device", "data_root")
 # Fields added after records were first stored, with the value those records implicitly had: a field at this
 # value is left out of the key, so adding a field never orphans stored records.
-LATER_FIELDS: dict[str, Any] = {"val_size": None, "init": None, "measure": ()}
+LATER_FIELDS: dict[str, Any] = {"val_size": None, "init": None, "measure": (), "checkpoint": "final"}
+CHECKPOINTS = ("final", "best_val")
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class Config:
     data_root: str | None = None
     init: str | None = None  # where the initial weights come from (``hessreg.transfer``); None: random init
     measure: tuple[str, ...] = ()  # measurements taken at initialization and after training (MEASUREMENTS)
+    checkpoint: str = "final"  # the weights a run ends with: the last epoch's, or "best_val" (Paper B's protocol:
+    # validation accuracy after every epoch, the best epoch's weights restored; needs val_size)
 
     def __post_init__(self):
         if isinstance(self.measure, list):  # YAML and JSON give lists
@@ -74,7 +77,7 @@ class Config:
         _check_types(self)
         object.__setattr__(self, "hparams", types.MappingProxyType(dict(self.hparams)))
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("loss", LOSSES),
-                              ("device", DEVICES)):
+                              ("device", DEVICES), ("checkpoint", CHECKPOINTS)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; valid choices: {', '.join(choices)}")
         data.check_dataset(self.dataset)
@@ -84,6 +87,8 @@ class Config:
         for name in ("epochs", "batch_size", "step_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.checkpoint == "best_val" and not self.val_size:
+            raise ValueError("checkpoint='best_val' needs a validation split: set val_size")
         if self.init is not None:
             transfer.check_init(self.init)
         unknown = [m for m in self.measure if m not in MEASUREMENTS]
@@ -172,6 +177,7 @@ class Record:
     wall_time_s: float
     provenance: dict
     diverged_at: dict | None = None  # {"epoch", "step"} of the first non-finite loss
+    selected_epoch: int | None = None  # checkpoint "best_val": the epoch whose weights the run ended with
     metrics: list[dict] = field(default_factory=list)  # {"when", "name", "value"}: Config.measure's results
     val_loss: float | None = None  # on the held-out validation split (Config.val_size), after training
     val_acc: float | None = None
@@ -323,6 +329,7 @@ def run(config: Config, *, check_every: int = 25, return_model: bool = False) ->
     loss_fn = F.cross_entropy
 
     history, diverged_at, step = [], None, 0
+    best_val, best_state, selected_epoch = -1.0, None, None
     model.train()
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
@@ -354,6 +361,13 @@ def run(config: Config, *, check_every: int = 25, return_model: bool = False) ->
         history.append({"epoch": epoch, "train_loss": loss_n / n, "train_acc": correct / n,
                         "lr": opt.param_groups[0]["lr"], "time_s": time.perf_counter() - t0,
                         "penalty": penalty / n_penalty if n_penalty else None})
+        if config.checkpoint == "best_val":
+            history[-1]["val_loss"], history[-1]["val_acc"] = evaluate(model, ds.val_batches())
+            if history[-1]["val_acc"] > best_val:  # the first of equally good epochs is kept
+                best_val, selected_epoch = history[-1]["val_acc"], epoch
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if best_state is not None:
+        model.load_state_dict(best_state)
     test_loss, test_acc = evaluate(model, ds.test_batches())
     val_loss, val_acc = evaluate(model, ds.val_batches()) if config.val_size else (None, None)
     # a diverged model's weights are not finite: nothing to measure (the curvature toolkit rejects them)
@@ -362,5 +376,5 @@ def run(config: Config, *, check_every: int = 25, return_model: bool = False) ->
     record = Record(key=config.key, config=config.to_dict(), history=history, test_loss=test_loss,
                     test_acc=test_acc, diverged=diverged_at is not None, diverged_at=diverged_at,
                     wall_time_s=time.perf_counter() - start, provenance=provenance(device), metrics=metrics,
-                    val_loss=val_loss, val_acc=val_acc)
+                    val_loss=val_loss, val_acc=val_acc, selected_epoch=selected_epoch)
     return (record, model) if return_model else record

@@ -119,3 +119,16 @@ def test_diverged_runs_skip_final_measurements():
     assert [m["value"] is None for m in r.metrics] == [False, True]  # init measured, final not
     from hessreg import results
     assert list(results.metrics_frame([r])["when"]) == ["init"]
+
+
+def test_best_validation_checkpoint():
+    c = hr.Config(**TINY | dict(val_size=100, epochs=4, checkpoint="best_val"))
+    r = hr.run(c)
+    accs = [h["val_acc"] for h in r.history]
+    assert r.selected_epoch == 1 + accs.index(max(accs))
+    assert r.val_acc == max(accs)  # the restored weights are the selected epoch's
+    assert c.key != c.replace(checkpoint="final").key and "checkpoint" not in hr.Config(**TINY).canonical()
+    with pytest.raises(ValueError, match="needs a validation split"):
+        hr.Config(**TINY | dict(checkpoint="best_val"))
+    with pytest.raises(ValueError, match="valid choices: final, best_val"):
+        hr.Config(**TINY | dict(val_size=100, checkpoint="best"))
