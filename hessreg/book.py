@@ -60,10 +60,15 @@ def parameters(chapter: str, namespace: dict) -> dict:
 class ChapterResult:
     chapter: str
     scale: str  # the scale whose records are shown
-    frame: pd.DataFrame  # one row per run (results.frame)
+    frame: pd.DataFrame  # one row per run (results.frame); attrs["store"], attrs["keys"] locate the records
     params: dict
-    records: list = field(default_factory=list, repr=False)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def records(self) -> list:
+        """The shown runs' full records (read from their store when asked: curves and measurements)."""
+        store = results.RecordStore(self.frame.attrs["store"])
+        return [store.load(key) for key in self.frame.attrs["keys"]]
 
     @property
     def history(self) -> pd.DataFrame:
@@ -99,11 +104,9 @@ def run_chapter(chapter: str, params: dict, *, progress: bool = True) -> Chapter
         configs, store = grids.configs(chapter, full), results.store_for("full")
         df = sweep(configs, store, train=False, progress=False)
         if df.attrs["missing"] == 0:
-            return ChapterResult(chapter, "full", df, full, [store.get(c) for c in configs],
-                                 ["showing the committed full-scale records"])
-    configs, store = grids.configs(chapter, params), results.store_for(scale)
-    df = sweep(configs, store, progress=progress, desc=chapter)
-    return ChapterResult(chapter, scale, df, params, [r for r in map(store.get, configs) if r is not None])
+            return ChapterResult(chapter, "full", df, full, ["showing the committed full-scale records"])
+    df = sweep(grids.configs(chapter, params), results.store_for(scale), progress=progress, desc=chapter)
+    return ChapterResult(chapter, scale, df, params)
 
 
 def save_figure_data(df: pd.DataFrame, label: str) -> Path:

@@ -69,9 +69,13 @@ class RecordStore:
     def __contains__(self, config: Config) -> bool:
         return self.path(config).exists()
 
+    def load(self, key: str) -> Record:
+        """The record stored under ``key`` (``FileNotFoundError`` if there is none)."""
+        return Record.from_dict(json.loads((self.root / f"{key}.json").read_text()))
+
     def get(self, config: Config) -> Record | None:
         try:
-            record = Record.from_dict(json.loads(self.path(config).read_text()))
+            record = self.load(config.key)
         except FileNotFoundError:
             return None
         if record.key != config.key:  # a file renamed by hand, or a hash collision: never mix configs

@@ -66,7 +66,8 @@ def sweep(configs: Iterable[Config], store: results.RecordStore, *, progress: bo
     bar.close()
     records = [r for r in (store.get(c) for c in configs) if r is not None]
     df = results.frame(records)
-    df.attrs.update(requested=len(configs), missing=len(configs) - len(records), store=str(store.root))
+    df.attrs.update(requested=len(configs), missing=len(configs) - len(records), store=str(store.root),
+                    keys=[r.key for r in records])
     return df
 
 
