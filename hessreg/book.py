@@ -8,7 +8,7 @@ instead and trains nothing: the rendered book always shows the best results the 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -62,7 +62,6 @@ class ChapterResult:
     scale: str  # the scale whose records are shown
     frame: pd.DataFrame  # one row per run (results.frame); attrs["store"], attrs["keys"] locate the records
     params: dict
-    notes: list[str] = field(default_factory=list)
 
     @property
     def records(self) -> list:
@@ -104,7 +103,7 @@ def run_chapter(chapter: str, params: dict, *, progress: bool = True) -> Chapter
         configs, store = grids.configs(chapter, full), results.store_for("full")
         df = sweep(configs, store, train=False, progress=False)
         if df.attrs["missing"] == 0:
-            return ChapterResult(chapter, "full", df, full, ["showing the committed full-scale records"])
+            return ChapterResult(chapter, "full", df, full)
     df = sweep(grids.configs(chapter, params), results.store_for(scale), progress=progress, desc=chapter)
     return ChapterResult(chapter, scale, df, params)
 

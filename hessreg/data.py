@@ -307,7 +307,11 @@ class FolderData:
         for x, y in self._loader(ds, batch_size, True, cpu_gen, drop_last=True):
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
-    def test_batches(self, batch_size=256):
-        for x, y in self._loader(self.test, batch_size, False):
+    def _in_order(self, ds, batch_size):
+        """Every image of ``ds`` once, in order, on the device (evaluation)."""
+        for x, y in self._loader(ds, batch_size, False):
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def test_batches(self, batch_size=256):
+        return self._in_order(self.test, batch_size)
 

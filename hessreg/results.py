@@ -89,7 +89,7 @@ class RecordStore:
 
     def __iter__(self) -> Iterator[Record]:
         for path in sorted(self.root.glob("*.json")):
-            yield Record.from_dict(json.loads(path.read_text()))
+            yield self.load(path.stem)
 
     def __len__(self) -> int:
         return sum(1 for _ in self.root.glob("*.json"))

@@ -254,8 +254,7 @@ class FolderSplits(data.FolderData):
         self.val = val
 
     def val_batches(self, batch_size=256):
-        for x, y in self._loader(self.val, batch_size, False):
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        return self._in_order(self.val, batch_size)
 
 
 def load_folder_splits(train_size, test_size, val_size, device, root) -> FolderSplits:
