@@ -4,8 +4,9 @@
     python experiments/sweep.py 01_sgd_activations --scale full --shard 0/4     # one of 4 processes
     python experiments/sweep.py 01_sgd_activations --scale full --set device=cuda --set seeds='[0]'
     python experiments/sweep.py all --scale full --shard 2/4                     # every chapter's runs
+    python experiments/sweep.py all --scale cpu --shard 0/2 & python experiments/sweep.py all --scale cpu --shard 1/2
 
-Records go to the scale's store (``results/records`` for full and paper). Rerunning skips stored runs.
+Records go to the scale's store (``results/records`` for cpu, full and paper). Rerunning skips stored runs.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -27,7 +29,11 @@ def main(argv=None) -> int:
     ap.add_argument("--shard", default="0/1", help="i/n: run every n-th config starting at i")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
     ap.add_argument("--dry-run", action="store_true", help="only count the runs and how many are stored")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="CPU threads per process (default 1: on 2 cores two 1-thread processes do more work than "
+                         "one 2-thread process; the count is in each record's provenance, as results depend on it)")
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     i, n = (int(v) for v in args.shard.split("/"))
     configs = []
     for chapter in (list(grids.GRIDS) if args.chapters == ["all"] else args.chapters):

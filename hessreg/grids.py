@@ -18,7 +18,7 @@ from .sweep import grid
 from .train import Config
 
 PARAMS = Path(__file__).resolve().parent.parent / "experiments" / "params"
-SCALES = ("smoke", "full", "paper")
+SCALES = ("smoke", "cpu", "full", "paper")
 
 
 def load_params(chapter: str, scale: str) -> dict:
@@ -85,6 +85,19 @@ def beta_sweep(p: dict) -> list[Config]:
     base = base_config(p, activation="beta_gelu", measure=("nonzero_d2",))
     runs = grid(base, method=["sgd"], beta=p["betas"], seed=p["seeds"])
     return runs + grid(base, method=["psam"], beta=p["betas"], rho=[p["rho"]], seed=p["seeds"])
+
+
+def calibration(p: dict) -> list[Config]:
+    """The cpu scale's calibration (appendix): (a) SGD with ReLU and GELU at each length in ``curve_epochs``
+    (seeds ``curve_seeds``); (c) go/no-go cells at ``epochs``: PSAM at ρ = ``gonogo_rho`` with ReLU and GELU for
+    each model in ``gonogo_models``, and the Hessian-trace vs GN-trace penalty at σ² = ``gonogo_sigma2`` (GELU)."""
+    base = base_config(p)
+    runs = grid(base, activation=["relu", "gelu"], epochs=p["curve_epochs"], seed=p["curve_seeds"])
+    runs += grid(base, model=p["gonogo_models"], method=["psam"], activation=["relu", "gelu"],
+                 rho=[p["gonogo_rho"]], seed=p["seeds"])
+    runs += grid(base, activation=["gelu"], method=["hessian_trace"], sigma2=[p["gonogo_sigma2"]], n_probes=[1],
+                 seed=p["seeds"])
+    return runs + grid(base, activation=["gelu"], method=["gn_trace"], sigma2=[p["gonogo_sigma2"]], seed=p["seeds"])
 
 
 # ------------------------------------------------------------------------------------ Paper B (NSO) chapters
@@ -157,6 +170,7 @@ GRIDS: dict[str, Callable[[dict], list[Config]]] = {
     "12_nso_accuracy": nso_comparison,
     "13_nso_flatness": nso_comparison,
     "14_nso_ablations": nso_ablations,
+    "appendix_cpu_scale": calibration,
 }
 
 

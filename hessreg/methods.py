@@ -181,8 +181,14 @@ def _gaussian(params: list[Tensor], std: float) -> list[Tensor]:
 
 @torch.no_grad()
 def _sample_labels(logits: Tensor) -> Tensor:
-    """ŷ ∼ softmax(z), one label per row, from torch's global RNG (no gradient; the tests may replace it)."""
-    return torch.multinomial(torch.softmax(logits.detach().float(), -1), 1).squeeze(-1)
+    """ŷ ∼ softmax(z), one label per row, from torch's global RNG (no gradient; the tests may replace it).
+
+    A row with non-finite logits (a diverging run) samples from the uniform distribution instead, so the step
+    returns its non-finite loss and the run is recorded as diverged rather than raising in ``multinomial``."""
+    prob = torch.softmax(logits.detach().float(), -1)
+    ok = torch.isfinite(prob).all(-1, keepdim=True)
+    prob = torch.where(ok, prob, torch.full_like(prob, 1.0 / prob.shape[-1]))
+    return torch.multinomial(prob, 1).squeeze(-1)
 
 
 @torch.no_grad()

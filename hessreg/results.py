@@ -96,7 +96,7 @@ class RecordStore:
 
 
 def store_for(scale: str) -> RecordStore:
-    """``results/records`` for full and paper scale (committed), ``$HESSREG_STORE`` or ``_build/records``
+    """``results/records`` for cpu, full and paper scale (committed), ``$HESSREG_STORE`` or ``_build/records``
     for smoke (never committed)."""
     if scale == "smoke":
         return RecordStore(os.environ.get("HESSREG_STORE", REPO / "_build" / "records"))
