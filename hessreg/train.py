@@ -170,7 +170,8 @@ class Record:
     key: str
     config: dict
     history: list[dict]  # per completed epoch: epoch, train_loss, train_acc, lr, time_s, penalty (mean
-    # of the method's regularizer estimate over the epoch's steps, None for methods without one)
+    # of the method's regularizer estimate over the epoch's steps, None for methods without one), penalty_sd
+    # (their standard deviation) and penalty_steps (their number)
     test_loss: float | None
     test_acc: float | None
     diverged: bool
@@ -334,7 +335,7 @@ def run(config: Config, *, check_every: int = 25, return_model: bool = False) ->
     model.train()
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
-        sums = torch.zeros(5, device=device)  # loss·n, correct, n, Σ penalty, steps with a penalty
+        sums = torch.zeros(6, device=device)  # loss·n, correct, n, Σ penalty, steps with a penalty, Σ penalty²
         bad = torch.zeros((), dtype=torch.bool, device=device)
         for i, (x, y) in enumerate(ds.train_batches(local_batch, gen, config.augment, rank, world)):
             opt.zero_grad(set_to_none=True)
@@ -359,15 +360,19 @@ def run(config: Config, *, check_every: int = 25, return_model: bool = False) ->
             if out.penalty is not None:  # the method's own regularizer estimate (‖∇L‖, tr H, tr G)
                 sums[3] += out.penalty.float()
                 sums[4] += 1
+                sums[5] += out.penalty.float().square()
         _all_reduce_mean([sums], world)
         if diverged_at is None and _any_rank(bad, world):
             diverged_at = {"epoch": epoch, "step": step}
         if diverged_at is not None:
             break
-        loss_n, correct, n, penalty, n_penalty = sums.tolist()
+        loss_n, correct, n, penalty, n_penalty, penalty_sq = sums.tolist()
+        mean = penalty / n_penalty if n_penalty else None
         history.append({"epoch": epoch, "train_loss": loss_n / n, "train_acc": correct / n,
-                        "lr": opt.param_groups[0]["lr"], "time_s": time.perf_counter() - t0,
-                        "penalty": penalty / n_penalty if n_penalty else None})
+                        "lr": opt.param_groups[0]["lr"], "time_s": time.perf_counter() - t0, "penalty": mean,
+                        # spread of the per-step estimates: the epoch mean's standard error is sd/√steps
+                        "penalty_sd": math.sqrt(max(penalty_sq / n_penalty - mean ** 2, 0.0)) if n_penalty else None,
+                        "penalty_steps": int(n_penalty)})
         if config.checkpoint == "best_val":
             history[-1]["val_loss"], history[-1]["val_acc"] = evaluate(model, ds.val_batches())
             if history[-1]["val_acc"] > best_val:  # the first of equally good epochs is kept
