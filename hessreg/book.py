@@ -85,25 +85,33 @@ class ChapterResult:
         if df.empty:
             return "no records"
         commits = sorted({str(c)[:10] for c in df["commit"]})
-        return (f"{len(df)} runs on {', '.join(sorted(set(df['device_name'])))}, torch "
+        threads = ""
+        if "threads" in df and df["threads"].notna().any():
+            threads = f" ({', '.join(str(int(t)) for t in sorted(set(df['threads'].dropna())))} thread(s))"
+        return (f"{len(df)} runs on {', '.join(sorted(set(df['device_name'])))}{threads}, torch "
                 f"{', '.join(sorted(set(df['torch'])))}, commit {', '.join(commits)}, "
                 f"{df['wall_time_s'].sum() / 60:.1f} min of training")
 
     def caption(self, what: str) -> str:
         seeds = self.frame["seed"].nunique() if not self.frame.empty else 0
-        return f"{what} Scale: {self.scale}; {seeds} seed(s); {self.provenance}."
+        missing, requested = self.frame.attrs.get("missing", 0), self.frame.attrs.get("requested", len(self.frame))
+        part = f" Only {requested - missing} of {requested} runs of the grid are stored." if missing else ""
+        return f"{what} Scale: {self.scale}; {seeds} seed(s); {self.provenance}.{part}"
 
 
 def run_chapter(chapter: str, params: dict, *, progress: bool = True) -> ChapterResult:
-    """The chapter's grid at ``params['scale']`` — or, at smoke scale, the committed full-scale records if they
-    are complete."""
+    """The chapter's grid at ``params['scale']`` — or, at smoke scale, the best committed records: the full
+    scale's if its grid is complete, else the cpu scale's if any of its grid is stored (a partial grid is shown
+    as such: its caption says "n of m runs" and its verdict is not evaluated). Nothing committed is retrained."""
     scale = params["scale"]
-    if scale == "smoke" and (grids.PARAMS / chapter / "full.yaml").exists():
-        full = grids.load_params(chapter, "full")
-        configs, store = grids.configs(chapter, full), results.store_for("full")
-        df = sweep(configs, store, train=False, progress=False)
-        if df.attrs["missing"] == 0:
-            return ChapterResult(chapter, "full", df, full)
+    if scale == "smoke":
+        for shown in ("full", "cpu"):
+            if not (grids.PARAMS / chapter / f"{shown}.yaml").exists():
+                continue
+            p = grids.load_params(chapter, shown)
+            df = sweep(grids.configs(chapter, p), results.store_for(shown), train=False, progress=False)
+            if df.attrs["missing"] == 0 or (shown == "cpu" and len(df)):
+                return ChapterResult(chapter, shown, df, p)
     df = sweep(grids.configs(chapter, params), results.store_for(scale), progress=progress, desc=chapter)
     return ChapterResult(chapter, scale, df, params)
 

@@ -1,230 +1,302 @@
-"""Verdicts: each chapter's claim tested on its data, with the statistic and the rule stated.
+"""Verdicts: each chapter's claim tested on its runs, with the statistic and the rule stated.
 
-A verdict is one of ``reproduced``, ``not reproduced``, ``inconclusive`` (the data cannot decide at this
-scale/seed count) or ``not evaluated`` (smoke scale: the runs are too small to bear on the claim). Accuracies
-are in percentage points (pp). Verdicts are also written to ``_build/verdicts/`` for the book's scoreboard.
+The statistics and their rules are in :mod:`hessreg.stats`; here live the claims of both papers
+(:data:`CLAIMS`), the verdict a chapter prints and saves for the scoreboard, and the rules that need more than
+accuracies (penalty trajectories, σ'' fractions, selection by validation, Hessian measurements, the landscape).
+A verdict is ``reproduced``, ``not reproduced``, ``inconclusive`` or ``not evaluated`` (smoke scale, or runs of
+the pre-registered grid missing). Each chapter's parameter file holds its thresholds (``verdict:``), committed
+before its runs were read.
 """
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .results import REPO, write_atomic
+from .stats import STATUSES, Interval, Part, _directional, _directional_rule
 
-STATUSES = ("reproduced", "not reproduced", "inconclusive", "not evaluated")
-VERDICTS = REPO / "_build" / "verdicts"
+VERDICTS = Path(os.environ.get("HESSREG_VERDICTS", REPO / "_build" / "verdicts"))
+
+
+# ------------------------------------------------------------------------------------------------ claims
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the papers: its id, the figure or table it comes from, the statement, the chapter that tests
+    it and what the paper reports (shown beside the book's statistic)."""
+
+    id: str
+    figure: str
+    statement: str
+    chapter: str
+    paper: str
+
+    def judge(self, result, *parts: "Part") -> "Verdict":
+        """The verdict on this claim from its ``parts`` (all must hold), given the chapter's ``result``
+        (:class:`hessreg.book.ChapterResult`: its scale, and its frame's count of missing runs)."""
+        scale = result.scale
+        if scale == "smoke":
+            return Verdict(self, "not evaluated", [], "runs at smoke scale only check the code",
+                           "claims are evaluated at cpu, full or paper scale", scale)
+        missing, requested = result.frame.attrs.get("missing", 0), result.frame.attrs.get("requested")
+        if missing:
+            return Verdict(self, "not evaluated", [], f"{requested - missing} of {requested} runs of the "
+                           f"pre-registered grid are stored; {missing} missing",
+                           "a claim is evaluated on its complete grid only", scale)
+        statuses = [p.status for p in parts]
+        status = ("not reproduced" if "not reproduced" in statuses else
+                  "not evaluated" if "not evaluated" in statuses else
+                  "reproduced" if statuses and all(s == "reproduced" for s in statuses) else "inconclusive")
+        rule = "every part reproduced; any part not reproduced fails the claim" if len(parts) > 1 else ""
+        return Verdict(self, status, list(parts), "", rule, scale)
 
 
 @dataclass
 class Verdict:
-    claim_id: str  # DESIGN §4 id, e.g. "A1"
-    claim: str
+    claim: Claim
     status: str
-    statistic: str  # what was measured, with numbers
-    rule: str  # the decision rule applied
-    scale: str
+    parts: list[Part] = field(default_factory=list)
+    statistic: str = ""  # for verdicts without parts (not evaluated)
+    rule: str = ""
+    scale: str = ""
 
     def __post_init__(self):
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
 
+    @property
+    def effect(self) -> str:
+        """The parts' headline effects (estimate ± SE), for the scoreboard."""
+        return "; ".join(h for h in (p.headline() for p in self.parts) if h)
+
     def markdown(self) -> str:
-        return (f"**Verdict ({self.claim_id}, {self.scale} scale): {self.status}.** {self.claim}\n\n"
-                f"- Statistic: {self.statistic}\n- Rule: {self.rule}")
+        c = self.claim
+        lines = [f"**Verdict ({c.id}, {self.scale} scale): {self.status}.** {c.statement}", ""]
+        if self.statistic:
+            lines.append(f"- {self.statistic}")
+        for i, p in enumerate(self.parts, 1):
+            lines.append(f"- ({i}) {p.what} — **{p.status}**. {p.statistic}")
+            if p.counts:
+                lines.append(f"  Runs per cell: {p.counts}.")
+            lines.append(f"  Rule: {p.rule}")
+        if self.rule:
+            lines.append(f"- Rule: {self.rule}.")
+        lines.append(f"- Paper: {c.paper}")
+        return "\n".join(lines)
 
     _repr_markdown_ = markdown
 
+    def to_dict(self) -> dict:
+        return {"claim_id": self.claim.id, "claim": self.claim.statement, "status": self.status,
+                "scale": self.scale, "effect": self.effect, "statistic": self.statistic or " | ".join(
+                    f"({i}) {p.what}: {p.status}; {p.statistic}" for i, p in enumerate(self.parts, 1)),
+                "parts": [{k: None if isinstance(v, float) and not math.isfinite(v) else v
+                           for k, v in asdict(p).items()} for p in self.parts],
+                "rule": self.rule, "paper": self.claim.paper}
+
     def save(self, chapter: str) -> Path:
-        path = VERDICTS / f"{self.claim_id}.json"
-        write_atomic(path, json.dumps(asdict(self) | {"chapter": chapter}, indent=1))
+        path = VERDICTS / f"{self.claim.id}.json"
+        write_atomic(path, json.dumps(self.to_dict() | {"chapter": chapter}, indent=1, allow_nan=False,
+                                      default=str))
         return path
 
 
-def summary(df: pd.DataFrame, by: str | list[str], metric: str = "test_acc") -> pd.DataFrame:
-    """Mean, standard deviation, seed count and diverged count per group; accuracies in %."""
-    g = df.assign(_m=df[metric] * (100 if metric.endswith("acc") else 1)).groupby(by, sort=False, dropna=False)
-    out = g["_m"].agg(mean="mean", std="std", n="count")
-    if "diverged" in df:
-        out["diverged"] = g["diverged"].sum()
-    return out.reset_index()
+# ------------------------------------------------------------------------------------- the papers' claims
+
+CLAIMS: dict[str, Claim] = {c.id: c for c in (
+    Claim("S1", "Paper A, Fig. 8 (SGD)", "SGD's test accuracy does not depend on the activation.",
+          "01_sgd_activations", "SGD's accuracy is flat across β-GELU's β (Fig. 8, qualitative; no table)."),
+    Claim("A1", "Paper A, Fig. 1", "PSAM ≈ SAM with GELU; with ReLU, PSAM falls below SAM as ρ grows.",
+          "02_sam_vs_psam", "Fig. 1: with ReLU, PSAM drops below SAM from ρ ≈ 0.1 on; with GELU the curves "
+          "track each other (figure only, no table)."),
+    Claim("A2", "Paper A, Fig. 2", "GELU with its activation NME ablated degrades under PSAM like ReLU.",
+          "03_activation_nme_ablation", "Fig. 2: the ablated GELU's PSAM curve follows ReLU's, not GELU's "
+          "(figure only)."),
+    Claim("A3", "Paper A, Fig. 3", "A synthetic NME (β = 100) removes ReLU's degradation under PSAM.",
+          "04_synthetic_nme", "Fig. 3: ReLU with the synthetic NME tracks GELU at ρ = 0.1, where plain ReLU "
+          "degrades (figure only)."),
+    Claim("A4", "Paper A, Fig. 4", "The GN-trace penalty is best and stable; the Hessian-trace penalty and weight "
+          "noise help little and degrade at larger σ².", "06_trace_penalties",
+          "Fig. 4: GN trace best at every σ²; Hessian trace and weight noise fall at larger σ² (figure only)."),
+    Claim("A5", "Paper A, Fig. 5", "With 5 Hutchinson probes the Hessian-trace penalty stays unstable: not an "
+          "estimator artefact.", "07_trace_penalties_5_probes", "Fig. 5: 5 probes, 2 seeds; the Hessian-trace "
+          "penalty still degrades (figure only)."),
+    Claim("A6", "Paper A, Fig. 6", "The Hessian-trace penalty drives tr H large and negative; the GN trace stays "
+          "≥ 0 and stable.", "08_trace_during_training", "Fig. 6 (σ² = 1e-3): the tr H estimate falls far below "
+          "0 during training; tr G stays positive (figure only)."),
+    Claim("A7", "Paper A, Fig. 7", "ReLU's NME lives only on region boundaries; β-GELU's within ~1/β of them.",
+          "09_nme_landscape", "Fig. 7: a two-weight slice of a small MLP's loss and NME norm (figure only)."),
+    Claim("A8", "Paper A, Fig. 8", "SGD is flat in β; PSAM's benefit vanishes as β grows.", "10_beta_gelu_psam",
+          "Fig. 8 (ρ = 0.1): PSAM's gain over SGD shrinks with β and is gone for β ≳ 10³ (figure only)."),
+    Claim("A9", "Paper A, Fig. 9", "The fraction of non-zero σ'' falls with β, much more after training.",
+          "11_nonzero_second_derivatives", "Fig. 9: the fraction falls with β at initialization and falls "
+          "faster after training (figure only)."),
+    Claim("A10", "Paper A, Fig. 10", "Removing the NME from PSAM (GN-PSAM) hurts at every ρ.", "05_gn_psam",
+          "Fig. 10: GN-PSAM below PSAM at every ρ (figure only)."),
+    Claim("B1", "Paper B, main table", "NSO fine-tunes to higher test accuracy than the best baseline.",
+          "12_nso_accuracy", "+1.8 pp over the best sharpness-reducing baseline at most (v3; v4: +2.4 pp), "
+          "ResNet-34 on six fine-tuning sets."),
+    Claim("B2", "Paper B, Hessian table", "NSO lowers the Hessian trace and the top eigenvalue against the "
+          "baselines.", "13_nso_flatness", "trace −17.7 %, top eigenvalue −12.8 % (v3; v4: −15.8 % / −9.7 %)."),
+    Claim("B3", "Paper B, ablations", "Two-sided NSO beats one-sided noise at matched compute, and NSO combines "
+          "with weight decay.", "14_nso_ablations", "two-sided above one-sided; NSO + weight decay above either "
+          "alone (ablation tables)."),
+)}
 
 
-def not_evaluated(claim_id: str, claim: str, scale: str) -> Verdict:
-    return Verdict(claim_id, claim, "not evaluated", f"runs at {scale} scale are too small to test the claim",
-                   "claims are evaluated at full or paper scale only", scale)
-
-
-def flat(df: pd.DataFrame, by: str, claim_id: str, claim: str, scale: str, tolerance: float = 1.0) -> Verdict:
-    """Equivalence test: the groups' mean accuracies lie within ``tolerance`` pp of each other.
-
-    R = max − min of the group means; SE = s·√(2/n) with s the pooled seed standard deviation and n the
-    smallest seed count. Reproduced if R + 2·SE ≤ tolerance, not reproduced if R − 2·SE > tolerance, else
-    inconclusive."""
-    if scale == "smoke":
-        return not_evaluated(claim_id, claim, scale)
-    s = summary(df, by)
-    n = int(s["n"].min())
-    means = ", ".join(f"{k}: {m:.2f}" for k, m in zip(s[by], s["mean"]))
-    r = s["mean"].max() - s["mean"].min()
-    if n < 2:
-        return Verdict(claim_id, claim, "inconclusive", f"range of means R = {r:.2f} pp ({means}); 1 seed",
-                       "needs ≥ 2 seeds per group to estimate the seed spread", scale)
-    pooled = math.sqrt((s["std"] ** 2).mean())
-    se = pooled * math.sqrt(2 / n)
-    status = ("reproduced" if r + 2 * se <= tolerance else
-              "not reproduced" if r - 2 * se > tolerance else "inconclusive")
-    return Verdict(claim_id, claim, status,
-                   f"range of mean test accuracies R = {r:.2f} pp ({means}); pooled seed std {pooled:.2f} pp, "
-                   f"n = {n}, SE of a difference {se:.2f} pp",
-                   f"reproduced if R + 2·SE ≤ {tolerance} pp; not reproduced if R − 2·SE > {tolerance} pp", scale)
-
-
-def _cells(df: pd.DataFrame, mask: pd.Series, over: str) -> pd.DataFrame:
-    """Mean, variance and n of test accuracy (%) per value of ``over`` for the rows in ``mask``."""
-    d = df[mask].assign(_a=df.loc[mask, "test_acc"] * 100)
-    return d.groupby(over)["_a"].agg(mean="mean", var="var", n="count")
-
-
-def below(df: pd.DataFrame, a: pd.Series, b: pd.Series, over: str, claim_id: str, claim: str, scale: str,
-          where=lambda v: True, a_name: str = "a", b_name: str = "b") -> Verdict:
-    """Directional test: group ``a`` has lower test accuracy than group ``b`` (boolean row masks), averaged
-    over the values ``v`` of column ``over`` with ``where(v)`` (e.g. ρ ≥ 0.1).
-
-    D = mean over the selected values of (mean_a − mean_b), in pp; SE² = Σ (s_a²/n_a + s_b²/n_b) / k² with
-    k values. Reproduced if D < −2·SE; not reproduced if D ≥ 0 (no effect, or the opposite one, in the mean);
-    inconclusive in between (the right sign, not beyond the seed noise) or with fewer than 2 seeds."""
-    if scale == "smoke":
-        return not_evaluated(claim_id, claim, scale)
-    ca, cb = _cells(df, a, over), _cells(df, b, over)
-    values = [v for v in ca.index.intersection(cb.index) if where(v)]
-    if not values:
-        return Verdict(claim_id, claim, "inconclusive", "no common grid values to compare",
-                       "needs both groups at the same grid values", scale)
-    diffs = [ca.loc[v, "mean"] - cb.loc[v, "mean"] for v in values]
-    d = sum(diffs) / len(diffs)
-    per_value = ", ".join(f"{over.removeprefix('hp_')}={v:g}: {x:+.2f}" for v, x in zip(values, diffs))
-    n = int(min(ca.loc[values, "n"].min(), cb.loc[values, "n"].min()))
-    stat = f"D = mean({a_name} − {b_name}) = {d:+.2f} pp over {len(values)} value(s) ({per_value})"
-    if n < 2:
-        return Verdict(claim_id, claim, "inconclusive", stat + "; 1 seed", "needs ≥ 2 seeds per cell", scale)
-    se = math.sqrt(sum(ca.loc[v, "var"] / ca.loc[v, "n"] + cb.loc[v, "var"] / cb.loc[v, "n"]
-                       for v in values)) / len(values)
-    status = "reproduced" if d < -2 * se else "not reproduced" if d >= 0 else "inconclusive"
-    return Verdict(claim_id, claim, status, f"{stat}; SE {se:.2f} pp, n ≥ {n} seeds per cell",
-                   "reproduced if D < −2·SE; not reproduced if D ≥ 0; inconclusive otherwise", scale)
-
-
-def negate(v: Verdict, claim_id: str, claim: str) -> Verdict:
-    """The verdict on the opposite claim ("a is *not* below b"): reproduced ↔ not reproduced."""
-    flip = {"reproduced": "not reproduced", "not reproduced": "reproduced"}
-    rule = f"the negation of: {v.rule}"
-    return Verdict(claim_id, claim, flip.get(v.status, v.status), v.statistic, rule, v.scale)
-
-
-def all_of(claim_id: str, claim: str, scale: str, *parts: Verdict) -> Verdict:
-    """A claim made of parts: reproduced if every part is, not reproduced if any part is not, else
-    inconclusive."""
-    if scale == "smoke":
-        return not_evaluated(claim_id, claim, scale)
-    statuses = [p.status for p in parts]
-    status = ("reproduced" if all(s == "reproduced" for s in statuses) else
-              "not reproduced" if "not reproduced" in statuses else "inconclusive")
-    stat = "; ".join(f"({i + 1}) {p.claim} — {p.status}: {p.statistic}" for i, p in enumerate(parts))
-    rule = "all parts reproduced; any part not reproduced fails the claim. Parts' rules: " + \
-        "; ".join(f"({i + 1}) {p.rule}" for i, p in enumerate(parts))
-    return Verdict(claim_id, claim, status, stat, rule, scale)
-
-
-def trace_goes_negative(history: pd.DataFrame, hessian: pd.Series, gn: pd.Series, claim_id: str, claim: str,
-                        scale: str) -> Verdict:
-    """Claim A6 on learning curves (``history``: one row per run and epoch with the run's own ``penalty``
-    estimate). Reproduced if the Hessian-trace run of every seed reaches a negative epoch-mean tr H estimate
-    while the GN-trace runs' tr G estimates stay ≥ 0 and none of them diverged; not reproduced if no seed's
-    tr H estimate goes negative; inconclusive otherwise."""
-    if scale == "smoke":
-        return not_evaluated(claim_id, claim, scale)
-    h, g = history[hessian], history[gn]
-    h_min = h.groupby("seed")["penalty"].min()
-    g_min = g.groupby("seed")["penalty"].min() if len(g) else pd.Series(dtype=float)
-    gn_ok = len(g) > 0 and (g_min >= 0).all() and not g["diverged"].any()
-    stat = (f"min epoch-mean tr H estimate per seed: {', '.join(f'{v:.3g}' for v in h_min)}; "
-            f"min tr G estimate per seed: {', '.join(f'{v:.3g}' for v in g_min)}; "
-            f"diverged: Hessian {int(h.groupby('seed')['diverged'].any().sum())}, "
-            f"GN {int(g.groupby('seed')['diverged'].any().sum()) if len(g) else 0} seed(s)")
-    status = ("reproduced" if len(h_min) and (h_min < 0).all() and gn_ok else
-              "not reproduced" if len(h_min) and (h_min >= 0).all() else "inconclusive")
-    return Verdict(claim_id, claim, status, stat,
-                   "reproduced if tr H goes negative for every seed while tr G stays ≥ 0 without divergence; "
-                   "not reproduced if tr H never goes negative", scale)
-
-
-def falls_with(df: pd.DataFrame, x: str, y: str, claim_id: str, claim: str, scale: str,
-               groups: str | None = None, tolerance: float = 0.0) -> Verdict:
-    """Monotone-decrease test: the mean of ``y`` over seeds is non-increasing along ``x`` (up to ``tolerance``)
-    within every group, and lower at the largest ``x`` than at the smallest. Reproduced if so for every group;
-    not reproduced if some group's last mean is not below its first; inconclusive otherwise."""
-    if scale == "smoke":
-        return not_evaluated(claim_id, claim, scale)
-    parts, statuses = [], []
-    for name, d in (df.groupby(groups, sort=False) if groups else [("all", df)]):
-        means = d.groupby(x)[y].mean().sort_index()
-        steps = means.diff().dropna()
-        monotone = bool((steps <= tolerance).all())
-        falls = means.iloc[-1] < means.iloc[0]
-        statuses.append("reproduced" if monotone and falls else "not reproduced" if not falls else "inconclusive")
-        parts.append(f"{name}: " + ", ".join(f"{k:g}→{v:.3g}" for k, v in means.items()))
-    status = ("reproduced" if all(s == "reproduced" for s in statuses) else
-              "not reproduced" if "not reproduced" in statuses else "inconclusive")
-    return Verdict(claim_id, claim, status, "; ".join(parts),
-                   f"reproduced if the mean {y} never rises along {x} by more than {tolerance:g} and ends below "
-                   "its start, in every group", scale)
-
-
-# id → (figure, the paper's statement, chapter). DESIGN §4; S1 is the book's own SGD baseline.
-CLAIMS: dict[str, tuple[str, str, str]] = {
-    "S1": ("Paper A, Fig. 8 (SGD)", "SGD's test accuracy does not depend on the activation", "01_sgd_activations"),
-    "A1": ("Paper A, Fig. 1", "PSAM ≈ SAM with GELU; with ReLU, PSAM falls below SAM as ρ grows", "02_sam_vs_psam"),
-    "A2": ("Paper A, Fig. 2", "GELU with its activation NME ablated degrades like ReLU", "03_activation_nme_ablation"),
-    "A3": ("Paper A, Fig. 3", "a synthetic NME (β = 100) removes ReLU's degradation at ρ = 0.1", "04_synthetic_nme"),
-    "A4": ("Paper A, Fig. 4", "the GN-trace penalty is best and stable; the Hessian-trace penalty and weight noise "
-           "help little and degrade at larger σ²", "06_trace_penalties"),
-    "A5": ("Paper A, Fig. 5", "with 5 Hutchinson probes the Hessian-trace penalty stays unstable",
-           "07_trace_penalties_5_probes"),
-    "A6": ("Paper A, Fig. 6", "the Hessian-trace penalty drives tr H large and negative; tr G stays ≥ 0",
-           "08_trace_during_training"),
-    "A7": ("Paper A, Fig. 7", "ReLU's NME lives only on region boundaries; β-GELU's within ~1/β of them",
-           "09_nme_landscape"),
-    "A8": ("Paper A, Fig. 8", "SGD is flat in β; PSAM's benefit vanishes as β grows", "10_beta_gelu_psam"),
-    "A9": ("Paper A, Fig. 9", "the fraction of non-zero σ'' falls with β, much more after training",
-           "11_nonzero_second_derivatives"),
-    "A10": ("Paper A, Fig. 10", "removing the NME from PSAM (GN-PSAM) hurts at every ρ", "05_gn_psam"),
-    "B1": ("Paper B, main table", "NSO beats the best sharpness-reducing baseline (up to +1.8 %)", "12_nso_accuracy"),
-    "B2": ("Paper B, Hessian table", "NSO lowers the Hessian trace and top eigenvalue (−17.7 % / −12.8 %)",
-           "13_nso_flatness"),
-    "B3": ("Paper B, ablations", "two-sided beats one-sided; NSO combines with weight decay", "14_nso_ablations"),
-}
-
-
-def scoreboard(verdicts=VERDICTS) -> pd.DataFrame:
-    """One row per claim of :data:`CLAIMS`, with the verdict the last build saved (``not run`` if none)."""
+def scoreboard(verdicts: Path = VERDICTS) -> pd.DataFrame:
+    """One row per claim with the verdict the last build saved (``not run`` if none): scale, seeds, the
+    headline effect (estimate ± SE) and the statistic."""
     from .grids import load_params
     rows = []
-    for claim_id, (figure, statement, chapter) in CLAIMS.items():
-        path = Path(verdicts) / f"{claim_id}.json"
+    for c in CLAIMS.values():
+        path = Path(verdicts) / f"{c.id}.json"
         v = json.loads(path.read_text()) if path.exists() else {}
         scale = v.get("scale")
-        seeds = len(load_params(chapter, scale).get("seeds", [])) if scale else None
-        rows.append({"claim": claim_id, "figure": figure, "statement": statement, "chapter": chapter,
+        seeds = len(load_params(c.chapter, scale).get("seeds", [])) if scale else None
+        rows.append({"claim": c.id, "figure": c.figure, "statement": c.statement, "chapter": c.chapter,
                      "verdict": v.get("status", "not run"), "scale": scale or "—", "seeds": seeds,
-                     "statistic": v.get("statistic", "")})
+                     "effect": v.get("effect", ""), "statistic": v.get("statistic", ""), "paper": c.paper})
     return pd.DataFrame(rows)
 
 
+# ----------------------------------------------------------------------------- A6: the trace during training
 
+def trace_negative(history: pd.DataFrame, frame: pd.DataFrame, hessian: str, gn: str, what: str, *,
+                   z: float = 3.0) -> list[Part]:
+    """Claim A6 on learning curves (``history``: one row per run and epoch with the epoch-mean ``penalty``
+    estimate, its per-step ``penalty_sd`` and ``penalty_steps``; ``frame``: the same runs after
+    :func:`hessreg.stats.outcomes`). Method names ``hessian`` and ``gn``.
+
+    (1) tr H goes large and negative, in every seed: some epoch's mean lies below −z standard errors
+    (sd/√steps, the estimator's own noise) *and* below minus its first epoch's mean (as large as the curvature it
+    started from). A seed that diverged before its first epoch ended has no trajectory: it is listed and the
+    part is inconclusive unless another seed already fails it. (2) tr G stable: every GN run healthy and every
+    epoch's estimate finite. tr G ≥ 0 holds by construction (the estimator is B‖g‖²), so it is not tested."""
+    parts = []
+    h = history[history["method"] == hessian]
+    seeds = sorted(frame.loc[frame["method"] == hessian, "seed"])
+    rows, fails, blind = [], 0, []
+    for s in seeds:
+        e = h[h["seed"] == s].sort_values("epoch")
+        if e.empty:
+            blind.append(s)
+            continue
+        se = e["penalty_sd"] / np.sqrt(e["penalty_steps"].clip(lower=1))
+        neg = e["penalty"] < -z * se
+        large = e["penalty"] < -abs(e["penalty"].iloc[0])
+        ok = bool((neg & large).any())
+        fails += not ok
+        rows.append(f"seed {s}: min {e['penalty'].min():.3g} (epoch {int(e.loc[e['penalty'].idxmin(), 'epoch'])}), "
+                    f"first epoch {e['penalty'].iloc[0]:.3g} → {'yes' if ok else 'no'}")
+    stat = "; ".join(rows) + (f"; diverged before a first epoch ended (no trajectory): seeds {blind}" if blind
+                              else "")
+    status = ("not evaluated" if not seeds else "not reproduced" if fails else
+              "inconclusive" if blind or len(rows) < 2 else "reproduced")
+    parts.append(Part(f"{what}: tr H estimate large and negative in every seed", status, stat,
+                      f"reproduced if in every seed some epoch-mean tr H estimate < −{z:g}·SE and < −(its first "
+                      "epoch's mean); not reproduced if some seed never gets there; inconclusive with seeds that "
+                      "diverged before any epoch ended", unit=""))
+    g = frame[frame["method"] == gn]
+    gh = history[history["method"] == gn]
+    bad = int((g["outcome"] != "healthy").sum()) + int((~np.isfinite(gh["penalty"].astype(float))).sum())
+    parts.append(Part(f"{what}: GN-trace runs stable", "not evaluated" if g.empty else
+                      "reproduced" if bad == 0 else "not reproduced",
+                      f"{len(g)} GN-trace runs, {bad} collapsed, diverged or with a non-finite epoch estimate; tr G "
+                      f"estimates from {gh['penalty'].min():.3g} to {gh['penalty'].max():.3g} (≥ 0 by construction)",
+                      "reproduced if every GN-trace run is healthy with finite estimates", unit=""))
+    return parts
+
+
+# ----------------------------------------------------------------------------- A9: non-zero σ'' fractions
+
+def fraction_slopes(metrics: pd.DataFrame, method: str, *, min_effect: float = 0.05) -> list[Part]:
+    """Claim A9 on ``metrics`` (``results.metrics_frame``, measurement ``nonzero_d2``): per seed, the slope of
+    log10(fraction of σ'' ≠ 0) against log10 β, (1) at initialization (< 0) and (2) after training minus at
+    initialization (< 0: falls faster after training). Runs of ``method`` only, so that the initial measurement
+    — the same weights for every method of a seed — is counted once."""
+    from .stats import slope
+    m = metrics[(metrics["name"] == "nonzero_d2") & (metrics["method"] == method)]
+    m = m.assign(logf=np.log10(m["total"].clip(lower=1e-12)))
+    unit = "decades per decade of β"
+    init, final = m[m["when"] == "init"], m[m["when"] == "final"]
+    p1 = slope(init, pd.Series(True, index=init.index), "beta", "fraction falls with β at initialization",
+               y="logf", min_effect=min_effect, unit=unit)
+    both = final.merge(init[["seed", "beta", "logf"]], on=["seed", "beta"], suffixes=("", "_init"))
+    both = both.assign(dlogf=both["logf"] - both["logf_init"])
+    p2 = slope(both, pd.Series(True, index=both.index), "beta", "falls faster after training (slope after − "
+               "slope at init)", y="dlogf", min_effect=min_effect, unit=unit)
+    return [p1, p2]
+
+
+# ----------------------------------------------------------------------------- Paper B: selection, flatness
+
+def select(d: pd.DataFrame, by: str = "method", metric: str = "val_acc") -> pd.DataFrame:
+    """The runs (all seeds) of each group's setting with the highest mean ``metric`` over seeds; a setting with
+    a diverged or collapsed seed counts as −∞. Test accuracy is never looked at. ``d`` from
+    :func:`hessreg.stats.outcomes`."""
+    from .transfer import settings_table
+    if metric not in d or d[metric].isna().all():
+        raise ValueError(f"no {metric} in the records: selection by validation needs Config.val_size")
+    table = settings_table(d, by, metric)
+    bad = {k for k in d.loc[d["outcome"] != "healthy", "key"]}
+    crit = table[f"{metric}_mean"].where([not (set(ks) & bad) for ks in table["_keys"]]).fillna(-math.inf)
+    best = table.loc[crit.groupby(table[by], sort=False).idxmax()]
+    keys = {k: s for ks, s in zip(best["_keys"], best["setting"]) for k in ks}
+    return d[d["key"].isin(keys)].assign(setting=lambda x: x["key"].map(keys))
+
+
+def beats_best(best: pd.DataFrame, method: str, what: str, *, min_effect: float = 0.5,
+               labels: dict | None = None) -> Part:
+    """Claim B1 on :func:`select`'s rows: ``method`` above the rival with the highest mean validation accuracy
+    (selected like every method, on validation), paired by seed on test accuracy."""
+    name = (labels or {}).get
+    others = best[best["method"] != method]
+    if others.empty or method not in set(best["method"]):
+        return Part(what, "not evaluated", f"{method} or its baselines have no records", "")
+    rival = others.groupby("method")["val_acc"].mean().idxmax()
+    a = best[best["method"] == method].set_index("seed")["acc"]
+    b = best[best["method"] == rival].set_index("seed")["acc"]
+    iv = Interval.of((a - b).dropna())
+    return Part(what, _directional(iv, "above", min_effect), f"{name(method, method)} − {name(rival, rival)} (the "
+                f"rival with the best validation accuracy), test accuracy: {iv.text()}",
+                _directional_rule("above", min_effect), iv.mean, iv.se)
+
+
+def flatter(best: pd.DataFrame, method: str, metric: str, what: str, *, min_effect: float = 5.0,
+            labels: dict | None = None) -> Part:
+    """Claim B2 on :func:`select`'s rows joined with the flatness measurements: per seed, the relative change
+    100·(m_method / m_other − 1) % of ``metric`` against every other method's selected setting; reproduced if
+    below 0 against all, not reproduced if above −``min_effect`` % against any. A non-positive value (power
+    iteration returns the eigenvalue largest in magnitude) cannot be compared and is reported."""
+    name = (labels or {}).get
+    own = best[best["method"] == method].set_index("seed")[metric]
+    rows, statuses, ivs = [], [], []
+    for other, g in best[best["method"] != method].groupby("method", sort=False):
+        ref = g.set_index("seed")[metric]
+        if (own <= 0).any() or (ref <= 0).any():
+            statuses.append("inconclusive")
+            rows.append(f"{name(other, other)}: a non-positive {metric}, not compared")
+            continue
+        iv = Interval.of((100 * (own / ref - 1)).dropna())
+        statuses.append(_directional(iv, "below", min_effect))
+        ivs.append(iv)
+        rows.append(f"{name(other, other)}: {iv.mean:+.1f} % [{iv.lo95:+.1f}, {iv.hi95:+.1f}]")
+    status = ("not evaluated" if not statuses else "not reproduced" if "not reproduced" in statuses else
+              "reproduced" if all(s == "reproduced" for s in statuses) else "inconclusive")
+    mean = float(np.mean([iv.mean for iv in ivs])) if ivs else math.nan
+    return Part(what, status, f"change of {metric} per seed, mean and 95 % interval, against each method: "
+                + "; ".join(rows), _directional_rule("below", min_effect, "%") + " — against every method",
+                mean, math.nan, "% (mean over methods)")
+
+
+# ----------------------------------------------------------------------------- A7: the landscape
 
 def nme_landscape(fig7, scale: str, band: float = 3.0, mass: float = 0.9, max_area: float = 0.5,
             quadratic_tol: float = 1e-9):
@@ -256,61 +328,5 @@ def nme_landscape(fig7, scale: str, band: float = 3.0, mass: float = 0.9, max_ar
             f"same)")
     ok = relu_max == 0 and quad <= quadratic_tol and m >= mass and area <= max_area
     status = "inconclusive" if steps < 2 else "reproduced" if ok else "not reproduced"
-    return Verdict("A7", "ReLU: piecewise-quadratic loss, NME only on the region boundaries; β-GELU: NME within "
-                   "~1/β of them.", status, stat, rule, scale)
-
-
-def beats_best(best: pd.DataFrame, method: str, claim_id: str, claim: str, scale: str, by: str = "method",
-               labels: dict | None = None):
-    """Directional test: ``method`` (its selected setting) has higher test accuracy than the strongest other
-    group (the one with the highest mean test accuracy of its selected setting — the hardest comparison).
-
-    D = mean(method) − mean(best other), pp; SE = √(s₁²/n₁ + s₂²/n₂). Reproduced if D > 2·SE; not reproduced if
-    D ≤ 0; inconclusive in between or with fewer than 2 seeds."""
-    if scale == "smoke":
-        return not_evaluated(claim_id, claim, scale)
-    name = (labels or {}).get
-    s = summary(best, by).set_index(by)
-    if method not in s.index or len(s) < 2:
-        return Verdict(claim_id, claim, "inconclusive", f"{method} or its baselines have no records",
-                       "needs the method and at least one baseline", scale)
-    others = s.drop(index=method)
-    rival = others["mean"].idxmax()
-    a, b = s.loc[method], s.loc[rival]
-    d = a["mean"] - b["mean"]
-    stat = (f"D = {name(method, method)} − best baseline ({name(rival, rival)}) = {a['mean']:.2f} − "
-            f"{b['mean']:.2f} = {d:+.2f} pp (paper: up to +1.8 pp)")
-    n = int(min(a["n"], b["n"]))
-    if n < 2:
-        return Verdict(claim_id, claim, "inconclusive", stat + "; 1 seed", "needs ≥ 2 seeds per method", scale)
-    se = math.sqrt(a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"])
-    status = "reproduced" if d > 2 * se else "not reproduced" if d <= 0 else "inconclusive"
-    return Verdict(claim_id, claim, status, f"{stat}; SE {se:.2f} pp, n ≥ {n} seeds",
-                   "reproduced if D > 2·SE; not reproduced if D ≤ 0; inconclusive otherwise", scale)
-
-
-def lower_than_all(table: pd.DataFrame, method: str, metric: str, claim_id: str, claim: str, scale: str,
-                   paper: float | None = None, by: str = "method", labels: dict | None = None):
-    """Directional test on a :func:`reductions` table: ``method``'s ``metric`` is lower than every other group's.
-
-    r_g = relative change against group g (%), SE_g by the delta method. Reproduced if r_g < −2·SE_g for every
-    g; not reproduced if r_g ≥ 0 for some g (NSO not flatter than that baseline in the mean); else inconclusive."""
-    if scale == "smoke":
-        return not_evaluated(claim_id, claim, scale)
-    name = (labels or {}).get
-    others = table[table[by] != method]
-    r, se = others[f"{metric}_change_%"], others[f"{metric}_change_se_%"]
-    per = ", ".join(f"{name(g, g)}: {x:+.1f}%" + (f" ± {s:.1f}" if s == s else "")
-                    for g, x, s in zip(others[by], r, se))
-    stat = f"change of {metric} against each baseline: {per}; mean {r.mean():+.1f}%"
-    stat += f" (paper: {paper:+.1f}%)" if paper is not None else ""
-    if others.empty:
-        return Verdict(claim_id, claim, "inconclusive", "no baselines", "needs baselines", scale)
-    if se.isna().any():
-        status = "not reproduced" if (r >= 0).any() else "inconclusive"
-        return Verdict(claim_id, claim, status, stat + "; < 2 seeds",
-                       "not reproduced if the change is ≥ 0 against some baseline; else needs ≥ 2 seeds", scale)
-    status = ("reproduced" if (r < -2 * se).all() else "not reproduced" if (r >= 0).any() else "inconclusive")
-    return Verdict(claim_id, claim, status, stat,
-                   "reproduced if the change < −2·SE against every baseline; not reproduced if ≥ 0 against "
-                   "any; inconclusive otherwise", scale)
+    return Verdict(CLAIMS["A7"], status, [Part("ReLU and β-GELU landscapes", status, stat, rule, unit="")], "", "",
+                   scale)

@@ -72,11 +72,15 @@ def trace_penalties(p: dict) -> list[Config]:
     return runs + grid(base, method=["sgd"], seed=p["seeds"])
 
 
-def penalty_weight(df: pd.DataFrame) -> pd.Series:
+def penalty_weight(df: pd.DataFrame, sigma2s: list[float] | None = None) -> pd.Series:
     """σ² of each run of :func:`trace_penalties` from its record frame: ``hp_sigma2``, or for weight noise
-    σ_noise²/2 (its variance is 2σ²). NaN for SGD."""
+    σ_noise²/2 (its variance is 2σ²). NaN for SGD. With the grid's ``sigma2s``, a value within a relative 1e-9
+    of a grid value is that grid value (σ = √(2σ²) squared and halved misses it by a float step)."""
     s2 = df["hp_sigma2"] if "hp_sigma2" in df else np.nan
-    return df.assign(_s=s2)["_s"].fillna(df["hp_sigma"] ** 2 / 2 if "hp_sigma" in df else np.nan)
+    out = df.assign(_s=s2)["_s"].fillna(df["hp_sigma"] ** 2 / 2 if "hp_sigma" in df else np.nan)
+    for g in sigma2s or []:
+        out = out.mask(np.isclose(out, g, rtol=1e-9, atol=0), g)
+    return out
 
 
 def beta_sweep(p: dict) -> list[Config]:

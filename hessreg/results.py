@@ -115,7 +115,7 @@ def frame(records: Iterable[Record]) -> pd.DataFrame:
             "train_loss": last.get("train_loss"), "train_acc": last.get("train_acc"),
             "epochs_done": len(r.history), "diverged": r.diverged, "wall_time_s": r.wall_time_s,
             "commit": r.provenance.get("commit"), "device_name": r.provenance.get("device"),
-            "torch": r.provenance.get("torch")})
+            "torch": r.provenance.get("torch"), "threads": r.provenance.get("threads")})
     return pd.DataFrame(rows)
 
 

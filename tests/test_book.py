@@ -24,7 +24,7 @@ def parameters_cell(chapter):
 def test_parameter_files_agree_with_the_notebook(chapter):
     smoke = grids.load_params(chapter, "smoke")
     assert parameters_cell(chapter) == smoke
-    for scale in grids.SCALES:
+    for scale in [s for s in grids.SCALES if (grids.PARAMS / chapter / f"{s}.yaml").exists()]:
         p = grids.load_params(chapter, scale)
         assert set(p) == set(smoke) and p["scale"] == scale
         if chapter in grids.GRIDS:
@@ -41,7 +41,7 @@ def test_check_parameters_errors():
         book.check_parameters(chapter, scale="smoke", epochs="3")
     with pytest.raises(TypeError, match="'seeds' .* must be list of int"):
         book.check_parameters(chapter, scale="smoke", seeds=[0.5])
-    with pytest.raises(ValueError, match="valid choices: smoke, full, paper"):
+    with pytest.raises(ValueError, match="valid choices: smoke, cpu, full, paper"):
         book.check_parameters(chapter, scale="huge")
     with pytest.raises(ValueError, match="unknown parameter"):
         book.check_parameters(chapter, scale="smoke", nonsense=1)
@@ -59,25 +59,31 @@ def test_papermill_wrong_type_fails_before_training(tmp_path, monkeypatch):
     assert not (tmp_path / "store").exists()
 
 
-def test_chapter_shows_committed_full_records_only_when_complete(tmp_path, monkeypatch):
+def test_chapter_shows_the_best_committed_records(tmp_path, monkeypatch):
+    """Smoke builds show the committed full grid when complete, else the committed cpu grid (partial: said in the
+    caption), else train their own smoke grid; nothing committed is retrained."""
     chapter = next(iter(grids.GRIDS))
     tiny = grids.load_params(chapter, "smoke") | dict(train_size=128, test_size=64, model="mlp-8x1", epochs=1,
                                                       batch_size=64, device="cpu", activations=["relu"],
                                                       betas=[10.0])
-    full = tiny | {"scale": "full", "seeds": [0, 1]}
-    monkeypatch.setattr(grids, "load_params", lambda ch, scale: full if scale == "full" else tiny)
+    by_scale = {"full": tiny | {"scale": "full", "seeds": [0, 1]}, "cpu": tiny | {"scale": "cpu", "seeds": [7, 8]}}
+    monkeypatch.setattr(grids, "load_params", lambda ch, scale: by_scale.get(scale, tiny))
     committed, smoke = results.RecordStore(tmp_path / "committed"), results.RecordStore(tmp_path / "smoke")
     monkeypatch.setattr(results, "store_for", lambda scale: smoke if scale == "smoke" else committed)
-    configs = grids.configs(chapter, full)
+    full, cpu = grids.configs(chapter, by_scale["full"]), grids.configs(chapter, by_scale["cpu"])
     from hessreg.sweep import sweep
-    sweep(configs[:-1], committed, progress=False)  # incomplete: the chapter runs its own smoke grid
+    sweep(full[:-1], committed, progress=False)  # full incomplete, no cpu record: the chapter trains smoke
     r = book.run_chapter(chapter, tiny, progress=False)
     assert r.scale == "smoke" and len(smoke) == len(grids.configs(chapter, tiny))
-    sweep(configs, committed, progress=False)  # complete: shown, nothing trained
+    sweep(cpu[:2], committed, progress=False)  # a partial cpu grid is shown as such
     n_smoke = len(smoke)
     r = book.run_chapter(chapter, tiny, progress=False)
-    assert r.scale == "full" and len(r.frame) == len(configs) and len(smoke) == n_smoke
-    assert "full" in r.caption("X.") and "cpu" in r.provenance
+    assert r.scale == "cpu" and len(r.frame) == 2 and len(smoke) == n_smoke
+    assert f"Only 2 of {len(cpu)} runs" in r.caption("X.")
+    sweep(full, committed, progress=False)  # complete full grid: shown, nothing trained
+    r = book.run_chapter(chapter, tiny, progress=False)
+    assert r.scale == "full" and len(r.frame) == len(full) and len(smoke) == n_smoke
+    assert "full" in r.caption("X.") and "Only" not in r.caption("X.") and "cpu" in r.provenance
 
 
 def test_every_chapter_is_in_the_toc_and_has_a_notebook():

@@ -1,0 +1,265 @@
+"""Every verdict rule on synthetic run frames with the outcome asserted: a collapsed seed, a NaN seed, one seed, a
+missing cell, identical arms, a real effect (hessreg.stats and hessreg.claims)."""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as st
+
+from hessreg import claims
+from hessreg.stats import Interval, compare, equivalent, outcomes, slope, stable
+
+
+def frame(cells: dict[tuple[str, float], list[float]], diverged: dict | None = None) -> pd.DataFrame:
+    """One row per (arm, ρ, seed); accuracies given in %, stored as fractions like real records."""
+    rows = []
+    for (arm, rho), accs in cells.items():
+        for seed, a in enumerate(accs):
+            rows.append({"arm": arm, "hp_rho": rho, "seed": seed, "test_acc": a / 100, "key": f"{arm}{rho}{seed}",
+                         "diverged": bool((diverged or {}).get((arm, rho, seed), False))})
+    return pd.DataFrame(rows)
+
+
+def arms(d):
+    return (d["arm"] == "a"), (d["arm"] == "b")
+
+
+def run_compare(cells, **kw):
+    d = outcomes(frame(cells, kw.pop("diverged", None)))
+    a, b = arms(d)
+    values = kw.pop("values", sorted({rho for _, rho in cells}))
+    return compare(d, a, b, "hp_rho", values, "test", **kw)
+
+
+def test_interval_uses_student_t():
+    iv = Interval.of([1.0, 2.0, 3.0])
+    assert iv.se == pytest.approx(1 / math.sqrt(3))
+    assert iv.hi95 - iv.mean == pytest.approx(st.t.ppf(0.975, 2) * iv.se)  # 4.30, not 2
+    assert st.t.ppf(0.975, 2) == pytest.approx(4.303, abs=1e-3)
+
+
+def test_outcomes_classify_before_any_statistic():
+    d = outcomes(pd.DataFrame({"test_acc": [0.86, 0.10, 0.14, np.nan, 0.80], "diverged": [0, 0, 0, 0, 1]}),
+                 chance_margin=5.0)
+    assert list(d["outcome"]) == ["healthy", "collapsed", "collapsed", "diverged", "diverged"]
+    assert list(d["acc"]) == [86.0, 10.0, 10.0, 10.0, 10.0]  # NaN counts at chance, never dropped
+
+
+def test_real_effect_is_reproduced():
+    v = run_compare({("a", 1.0): [80, 81, 79, 80.5, 79.5], ("b", 1.0): [86, 86.2, 85.8, 86.1, 85.9]})
+    assert v.status == "reproduced" and v.effect == pytest.approx(-6.0)
+
+
+def test_identical_arms_are_not_reproduced_only_when_the_interval_excludes_the_effect_of_interest():
+    same = [86.0, 86.3, 85.9, 86.1, 86.2]
+    assert run_compare({("a", 1.0): same, ("b", 1.0): same}, min_effect=1.0).status == "not reproduced"
+
+
+def test_zero_difference_with_a_huge_spread_is_inconclusive_not_a_failure():
+    # D = 0 but SE = 14 pp: the old rule said "not reproduced"
+    v = run_compare({("a", 1.0): [86, 40, 86, 40], ("b", 1.0): [40, 86, 40, 86]}, min_effect=1.0)
+    assert v.effect == pytest.approx(0.0) and v.status == "inconclusive"
+
+
+def test_one_seed_is_inconclusive():
+    assert run_compare({("a", 1.0): [50.0], ("b", 1.0): [86.0]}).status == "inconclusive"
+
+
+def test_a_collapsed_seed_that_is_the_effect_still_reproduces():
+    # a true −2 pp effect where one seed of arm a collapsed to chance: paired, it counts at 10 %
+    v = run_compare({("a", 1.0): [84.0, 84.2, 10.0, 83.9, 84.1], ("b", 1.0): [86.0, 86.1, 86.2, 85.9, 86.0]})
+    # the old rule said "not reproduced" here (the collapse inflated SE past the mean); now the direction is right
+    # and the interval too wide: inconclusive, and the collapse is counted and shown
+    assert v.status == "inconclusive" and v.effect < 0
+    assert "a — 1: 4/1/0" in v.counts
+
+
+def test_nan_seed_counts_at_chance_not_dropped():
+    cells = {("a", 1.0): [70.0, 71.0, float("nan")], ("b", 1.0): [86.0, 86.0, 86.0]}
+    v = run_compare(cells)
+    assert "2/0/1" in v.counts and v.effect == pytest.approx(((70 - 86) + (71 - 86) + (10 - 86)) / 3)
+
+
+def test_cells_where_both_arms_collapse_in_every_seed_are_left_out():
+    cells = {("a", 0.5): [80.0, 80.5, 79.5], ("b", 0.5): [86.0, 86.5, 85.5],
+             ("a", 1.0): [10.0, 10.0, 10.0], ("b", 1.0): [10.0, 10.0, 10.0]}
+    v = run_compare(cells)
+    assert v.effect == pytest.approx(-6.0) and "left out" in v.statistic and v.status == "reproduced"
+
+
+def test_all_collapsed_is_inconclusive_never_reproduced_by_negation():
+    cells = {("a", 1.0): [10.0] * 3, ("b", 1.0): [10.0] * 3}
+    assert run_compare(cells).status == "inconclusive"
+    d = outcomes(frame(cells))
+    a, b = arms(d)
+    # equivalence of two collapsed arms is a real agreement (both at chance) — it is reported as such
+    assert equivalent(d, a, b, "hp_rho", [1.0], "eq", tolerance=2.0).counts.count("0/3/0") == 2
+
+
+def test_a_missing_cell_is_not_evaluated():
+    cells = {("a", 0.5): [80.0, 81.0], ("b", 0.5): [86.0, 86.0], ("a", 1.0): [80.0, 81.0]}
+    v = run_compare(cells, values=[0.5, 1.0])
+    assert v.status == "not evaluated" and "missing" in v.statistic
+    cells[("b", 1.0)] = [86.0]  # one seed short
+    assert run_compare(cells, values=[0.5, 1.0]).status == "not evaluated"
+
+
+def test_every_requires_the_effect_at_each_value():
+    cells = {("a", 0.1): [86.0, 86.1, 85.9], ("b", 0.1): [86.0, 86.1, 85.9],
+             ("a", 1.0): [80.0, 80.5, 79.5], ("b", 1.0): [86.0, 86.5, 85.5]}
+    assert run_compare(cells).status in ("reproduced", "inconclusive")
+    assert run_compare(cells, every=True).status == "not reproduced"  # no effect at ρ = 0.1
+
+
+def test_direction_above():
+    v = run_compare({("a", 1.0): [86, 86.2, 85.8], ("b", 1.0): [80, 80.1, 79.9]}, direction="above")
+    assert v.status == "reproduced"
+
+
+def test_midpoint_arm_tests_closer_to_one_than_the_other():
+    d = outcomes(frame({("a", 1.0): [20.0, 22, 21], ("relu", 1.0): [10.0, 10, 10], ("gelu", 1.0): [76.0, 75, 77]}))
+    mid = [d["arm"] == "relu", d["arm"] == "gelu"]
+    assert compare(d, d["arm"] == "a", mid, "hp_rho", [1.0], "like ReLU").status == "reproduced"
+
+
+@pytest.mark.parametrize("shift, expected", [(0.0, "reproduced"), (3.0, "not reproduced"),
+                                             (-3.0, "not reproduced")])
+def test_equivalence_two_sided(shift, expected):
+    rng = np.random.default_rng(0)
+    base = 86 + rng.normal(0, 0.2, 5)
+    d = outcomes(frame({("a", 1.0): list(base + shift + rng.normal(0, 0.1, 5)), ("b", 1.0): list(base)}))
+    a, b = arms(d)
+    assert equivalent(d, a, b, "hp_rho", [1.0], "eq", tolerance=1.0).status == expected
+
+
+def test_equivalence_above_is_not_equal():
+    # PSAM 3 pp *above* SAM passed the old "not below" rule
+    d = outcomes(frame({("a", 1.0): [89.0, 89.1, 88.9, 89.2], ("b", 1.0): [86.0, 86.1, 85.9, 86.2]}))
+    a, b = arms(d)
+    assert equivalent(d, a, b, "hp_rho", [1.0], "eq", tolerance=2.0).status == "not reproduced"
+
+
+def slopes_frame(acc):
+    rows = [{"beta": b, "seed": s, "test_acc": acc(b, s) / 100, "diverged": False, "key": f"{b}{s}"}
+            for b in (1.0, 10.0, 100.0, 1000.0, 10000.0, 30.0, 3.0) for s in range(3)]
+    return outcomes(pd.DataFrame(rows))
+
+
+def test_flat_in_beta_is_a_slope_and_identical_means_are_flat():
+    rng = np.random.default_rng(1)
+    noise = rng.normal(0, 0.15, (100, 3))
+    d = slopes_frame(lambda b, s: 86 + noise[int(b) % 100, s])
+    all_rows = pd.Series(True, index=d.index)
+    assert slope(d, all_rows, "beta", "flat", tolerance=0.5).status == "reproduced"
+    d = slopes_frame(lambda b, s: 86 - 2 * math.log10(b) + 0.1 * s)
+    assert slope(d, all_rows, "beta", "flat", tolerance=0.5).status == "not reproduced"
+    assert slope(d, all_rows, "beta", "falls", direction="below").status == "reproduced"
+
+
+def test_stable_counts_collapses():
+    d = outcomes(frame({("a", 1.0): [86.0, 85.0, 12.0]}))
+    assert stable(d, d["arm"] == "a", "hp_rho", "stable").status == "not reproduced"
+    d = outcomes(frame({("a", 1.0): [86.0, 85.0, 84.0]}))
+    assert stable(d, d["arm"] == "a", "hp_rho", "stable").status == "reproduced"
+
+
+def result(d, scale="cpu", missing=0):
+    d = d.copy()
+    d.attrs.update(requested=len(d) + missing, missing=missing)
+    return SimpleNamespace(scale=scale, frame=d)
+
+
+def test_judge_smoke_missing_and_composition():
+    claim = claims.CLAIMS["A1"]
+    good = run_compare({("a", 1.0): [80, 81, 79], ("b", 1.0): [86, 86.2, 85.8]})
+    bad = run_compare({("a", 1.0): [86.0, 86.1, 85.9], ("b", 1.0): [86.0, 86.1, 85.9]})
+    d = frame({("a", 1.0): [80.0]})
+    assert claim.judge(result(d, "smoke"), good).status == "not evaluated"
+    missing = claim.judge(result(d, missing=3), good)
+    assert missing.status == "not evaluated" and "3 missing" in missing.statistic
+    assert claim.judge(result(d), good).status == "reproduced"
+    assert claim.judge(result(d), good, bad).status == "not reproduced"
+    v = claim.judge(result(d), good)
+    assert "±" in v.effect and claim.paper in v.markdown()
+
+
+def test_verdict_saves_strict_json(tmp_path, monkeypatch):
+    monkeypatch.setattr(claims, "VERDICTS", tmp_path)
+    d = frame({("a", 1.0): [80.0]})
+    v = claims.CLAIMS["A1"].judge(result(d), run_compare({("a", 1.0): [80.0], ("b", 1.0): [86.0]}))
+    path = v.save("02_sam_vs_psam")
+    assert '"status": "inconclusive"' in path.read_text()
+
+
+def history(seeds_traces):
+    rows = []
+    for method, traces in seeds_traces.items():
+        for seed, trace in enumerate(traces):
+            rows += [{"method": method, "seed": seed, "epoch": e + 1, "penalty": p, "penalty_sd": 10.0,
+                      "penalty_steps": 100} for e, p in enumerate(trace)]
+    return pd.DataFrame(rows)
+
+
+def test_trace_negative_needs_large_and_significant_negative_values_in_every_seed():
+    runs = outcomes(pd.DataFrame({"method": ["hessian_trace"] * 3 + ["gn_trace"] * 3, "seed": [0, 1, 2] * 2,
+                                  "test_acc": [0.8] * 6, "diverged": [False] * 6, "key": list("abcdef")}))
+    gn = [[5.0, 6.0, 7.0]] * 3
+    yes = history({"hessian_trace": [[50.0, -200.0, -900.0]] * 3, "gn_trace": gn})
+    h, g = claims.trace_negative(yes, runs, "hessian_trace", "gn_trace", "A6")
+    assert h.status == "reproduced" and g.status == "reproduced"
+    tiny = history({"hessian_trace": [[50.0, -1e-9, 3.0]] * 3, "gn_trace": gn})  # −1e-9 is noise, not a fall
+    assert claims.trace_negative(tiny, runs, "hessian_trace", "gn_trace", "A6")[0].status == "not reproduced"
+    blind = history({"hessian_trace": [[50.0, -900.0]] * 2, "gn_trace": gn})  # seed 2 diverged in epoch 1
+    assert claims.trace_negative(blind, runs, "hessian_trace", "gn_trace", "A6")[0].status == "inconclusive"
+
+
+def test_fraction_slopes_count_the_initial_measurement_once():
+    rows = []
+    for method in ("sgd", "psam"):
+        for s in range(3):
+            for b in (1.0, 10.0, 100.0, 1000.0):
+                rows.append({"method": method, "seed": s, "beta": b, "when": "init", "name": "nonzero_d2",
+                             "total": 0.9 / b ** 0.5})
+                rows.append({"method": method, "seed": s, "beta": b, "when": "final", "name": "nonzero_d2",
+                             "total": 0.9 / b ** (0.9 + 0.01 * s)})
+    p1, p2 = claims.fraction_slopes(pd.DataFrame(rows), "sgd")
+    assert p1.status == "reproduced" and p2.status == "reproduced"
+    assert "n = 3 seeds" in p2.statistic  # not 6
+
+
+def nso_frame(nso_acc, rival_acc, diverged_rival_setting=False):
+    rows = []
+    for seed in range(4):
+        rows.append({"method": "nso", "hp_sigma": 0.01, "seed": seed, "val_acc": 0.95, "test_acc": nso_acc[seed],
+                     "diverged": False, "key": f"n{seed}"})
+        for rho, val in ((0.01, 0.94), (0.05, 0.99)):
+            rows.append({"method": "sam", "hp_rho": rho, "seed": seed, "val_acc": val,
+                         "test_acc": rival_acc[seed] + (0.002 if rho == 0.05 else 0),
+                         "diverged": diverged_rival_setting and rho == 0.05 and seed == 0, "key": f"s{rho}{seed}"})
+    return outcomes(pd.DataFrame(rows))
+
+
+def test_select_counts_a_setting_with_a_diverged_seed_as_minus_infinity():
+    best = claims.select(nso_frame([0.9] * 4, [0.8] * 4, diverged_rival_setting=True))
+    assert set(best.loc[best["method"] == "sam", "hp_rho"]) == {0.01}
+    best = claims.select(nso_frame([0.9] * 4, [0.8] * 4))
+    assert set(best.loc[best["method"] == "sam", "hp_rho"]) == {0.05}  # on validation, never on test
+
+
+def test_beats_best_paired_by_seed():
+    best = claims.select(nso_frame([0.90, 0.91, 0.905, 0.9], [0.80, 0.81, 0.80, 0.805]))
+    assert claims.beats_best(best, "nso", "B1").status == "reproduced"
+    best = claims.select(nso_frame([0.80, 0.81, 0.80, 0.805], [0.80, 0.81, 0.80, 0.805]))
+    assert claims.beats_best(best, "nso", "B1", min_effect=0.5).status == "not reproduced"
+
+
+def test_flatter_against_every_method_with_a_sign_check():
+    rows = [{"method": m, "seed": s, "trace": t + 0.1 * s, "top_eig": e}
+            for m, t, e in (("nso", 80.0, 8.0), ("sam", 100.0, 10.0), ("sgd", 120.0, -1.0)) for s in range(3)]
+    best = pd.DataFrame(rows)
+    assert claims.flatter(best, "nso", "trace", "B2").status == "reproduced"
+    assert claims.flatter(best, "nso", "top_eig", "B2").status == "inconclusive"  # SGD's λ is negative
