@@ -72,6 +72,22 @@ def outcomes(df: pd.DataFrame, chance_margin: float = 5.0, metric: str = "test_a
     return df.assign(outcome=outcome, acc=np.where(outcome == "healthy", acc, chance))
 
 
+def summary(df: pd.DataFrame, by: str | list[str], metric: str = "test_acc") -> pd.DataFrame:
+    """Mean, standard deviation and seed count of ``metric`` per group (accuracies in %), with the run outcomes
+    (healthy / collapsed / diverged) when ``df`` comes from :func:`outcomes`."""
+    g = df.assign(_m=df[metric] * (100 if metric.endswith("acc") else 1)).groupby(by, sort=False, dropna=False)
+    out = g["_m"].agg(mean="mean", std="std", n="count")
+    if "outcome" in df:
+        out["healthy/collapsed/diverged"] = g["outcome"].agg(_count_outcomes)
+    elif "diverged" in df:
+        out["diverged"] = g["diverged"].sum()
+    return out.reset_index()
+
+
+def _count_outcomes(o: pd.Series) -> str:
+    return "/".join(str(int((o == k).sum())) for k in OUTCOMES)
+
+
 def _count(d: pd.DataFrame) -> str:
     c = d["outcome"].value_counts()
     return "/".join(f"{int(c.get(o, 0))}" for o in OUTCOMES)

@@ -346,24 +346,6 @@ def settings_table(df: pd.DataFrame, by: str = "method", metric: str = "val_acc"
     return pd.DataFrame(rows)
 
 
-def select_best(df: pd.DataFrame, by: str = "method", metric: str = "val_acc") -> pd.DataFrame:
-    """The rows (all seeds) of each group's best setting: the highest mean ``metric`` over seeds (diverged or
-    missing values count as −∞; ties go to the first setting in sorted order). Test accuracy is never looked at.
-
-    Without any ``metric`` values (a dataset with no validation split) it raises: selecting on test accuracy
-    would be optimistic, and is never done silently."""
-    if metric not in df or df[metric].isna().all():
-        raise ValueError(f"no {metric} in the records: selection by validation needs Config.val_size (or a "
-                         "dataset with a validation split)")
-    table = settings_table(df, by, metric)
-    table["_crit"] = table[f"{metric}_mean"].fillna(-math.inf)
-    best = table.loc[table.groupby(by, sort=False)["_crit"].idxmax()]
-    keys = {k: s for ks, s in zip(best["_keys"], best["setting"]) for k in ks}
-    out = df[df["key"].isin(keys)].copy()
-    out["setting"] = out["key"].map(keys)
-    return out
-
-
 # ---------------------------------------------------------------------------------------------- verdicts
 
 def flatness_frame(records, when: str = "final") -> pd.DataFrame:

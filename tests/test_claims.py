@@ -11,7 +11,7 @@ import pytest
 from scipy import stats as st
 
 from hessreg import claims
-from hessreg.stats import Interval, compare, equivalent, outcomes, slope, stable
+from hessreg.stats import Interval, compare, equivalent, outcomes, slope, stable, summary
 
 
 def frame(cells: dict[tuple[str, float], list[float]], diverged: dict | None = None) -> pd.DataFrame:
@@ -263,3 +263,25 @@ def test_flatter_against_every_method_with_a_sign_check():
     best = pd.DataFrame(rows)
     assert claims.flatter(best, "nso", "trace", "B2").status == "reproduced"
     assert claims.flatter(best, "nso", "top_eig", "B2").status == "inconclusive"  # SGD's λ is negative
+
+
+def test_select_uses_validation_not_test():
+    rows = [("sam", 0.1, 0, 0.90, 0.70), ("sam", 0.1, 1, 0.88, 0.71),  # best validation, worse test
+            ("sam", 0.2, 0, 0.80, 0.95), ("sam", 0.2, 1, 0.82, 0.96),
+            ("sgd", None, 0, 0.70, 0.60), ("sgd", None, 1, 0.71, 0.61),
+            ("nso", 0.1, 0, float("nan"), 0.99), ("nso", 0.1, 1, float("nan"), 0.99),  # no validation value
+            ("nso", 0.3, 0, 0.50, 0.30), ("nso", 0.3, 1, 0.50, 0.30)]
+    df = pd.DataFrame([dict(zip(["method", "hp_rho", "seed", "val_acc", "test_acc"], r)) | {"diverged": False}
+                       for r in rows]).assign(key=lambda d: [f"k{i}" for i in range(len(d))])
+    best = claims.select(outcomes(df))
+    assert set(best.loc[best["method"] == "sam", "hp_rho"]) == {0.1}
+    assert set(best.loc[best["method"] == "nso", "hp_rho"]) == {0.3}  # NaN validation counts as −∞
+    assert len(best) == 6 and set(best["setting"]) == {"rho=0.1", "rho=0.3", "—"}
+    with pytest.raises(ValueError, match="selection by validation needs"):
+        claims.select(outcomes(df.assign(val_acc=float("nan"))))
+
+
+def test_summary_counts_outcomes():
+    d = outcomes(frame({("a", 1.0): [86.0, 10.0, 85.0]}))
+    s = summary(d, "arm")
+    assert s.loc[0, "n"] == 3 and s.loc[0, "healthy/collapsed/diverged"] == "2/1/0"

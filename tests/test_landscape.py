@@ -114,7 +114,7 @@ def test_figure7_verdict_and_frame():
                   grid_points=100, extent=2.0, beta=10.0, betas=[5.0, 10.0])
     fig7 = L.figure7(params)
     v = claims.nme_landscape(fig7, "smoke")
-    assert v.status == "reproduced" and v.claim_id == "A7" and v.scale == "smoke"
+    assert v.status == "reproduced" and v.claim.id == "A7" and v.scale == "smoke"
     assert len(fig7.sweep) == 2 and math.isclose(fig7.sweep["beta"].iloc[1], 10.0)
     df = fig7.frame()
     assert len(df) == 2 * 100 * 100 and set(df["activation"]) == {"relu", "beta_gelu"}

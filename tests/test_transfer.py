@@ -146,40 +146,6 @@ def _frame(rows):
                          for r in rows]).assign(key=lambda d: [f"k{i}" for i in range(len(d))])
 
 
-def test_select_best_uses_validation_not_test():
-    df = _frame([("sam", 0.1, 0, 0.90, 0.70), ("sam", 0.1, 1, 0.88, 0.71),  # best validation, worse test
-                 ("sam", 0.2, 0, 0.80, 0.95), ("sam", 0.2, 1, 0.82, 0.96),
-                 ("sgd", None, 0, 0.70, 0.60), ("sgd", None, 1, 0.71, 0.61),
-                 ("nso", 0.1, 0, float("nan"), 0.99), ("nso", 0.1, 1, float("nan"), 0.99),  # no validation value
-                 ("nso", 0.3, 0, 0.50, 0.10), ("nso", 0.3, 1, 0.50, 0.10)])
-    best = transfer.select_best(df)
-    assert set(best.loc[best["method"] == "sam", "hp_rho"]) == {0.1}
-    assert set(best.loc[best["method"] == "nso", "hp_rho"]) == {0.3}  # NaN validation counts as −∞
-    assert len(best) == 6 and set(best["setting"]) == {"rho=0.1", "rho=0.3", "—"}
-    table = transfer.settings_table(df)
-    assert len(table) == 5 and table.loc[0, "val_acc_mean"] == pytest.approx(89.0)
-    with pytest.raises(ValueError, match="selection by validation needs"):
-        transfer.select_best(df.assign(val_acc=float("nan")))
-
-
-def test_beats_best_and_lower_than_all_rules():
-    rows = [("sgd", None, s, 0.5, a) for s, a in enumerate([0.80, 0.81, 0.79])]
-    rows += [("sam", 0.1, s, 0.5, a) for s, a in enumerate([0.85, 0.86, 0.84])]
-    rows += [("nso", 0.1, s, 0.5, a) for s, a in enumerate([0.90, 0.91, 0.89])]
-    best = transfer.select_best(_frame(rows))
-    v = claims.beats_best(best, "nso", "B1", "c", "full")
-    assert v.status == "reproduced" and "best baseline (sam)" in v.statistic and "+5.00 pp" in v.statistic
-    assert claims.beats_best(best, "sgd", "B1", "c", "full").status == "not reproduced"
-    assert claims.beats_best(best, "nso", "B1", "c", "smoke").status == "not evaluated"
-    flat = best.assign(trace=best["test_acc"].map({0.80: 10, 0.81: 11, 0.79: 9, 0.85: 8, 0.86: 8.5, 0.84: 7.5,
-                                                   0.90: 5, 0.91: 5.5, 0.89: 4.5}).astype(float))
-    table = transfer.reductions(flat, "nso", metrics=("trace",))
-    assert table.set_index("method").loc["sgd", "trace_change_%"] == pytest.approx(-50.0)
-    assert claims.lower_than_all(table, "nso", "trace", "B2", "c", "full", paper=-17.7).status == "reproduced"
-    assert claims.lower_than_all(transfer.reductions(flat, "sam", metrics=("trace",)), "sam", "trace", "B2", "c",
-                                   "full").status == "not reproduced"
-
-
 def test_nso_grids_share_runs_and_match_compute():
     p = grids.load_params("12_nso_accuracy", "smoke")
     a, b = grids.configs("12_nso_accuracy", p), grids.configs("13_nso_flatness", p)
