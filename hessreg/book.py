@@ -124,6 +124,18 @@ def save_figure_data(df: pd.DataFrame, label: str) -> Path:
     return path
 
 
+def figure(name: str, fig, caption: str, *, data: pd.DataFrame | None = None, csv: str | None = None) -> None:
+    """A chapter's numbered figure: ``fig`` glued as ``name`` and its caption as ``<name>_caption`` (the
+    markdown's ``{glue:figure}`` shows them once), the data behind it written as ``<csv>.csv``, the figure closed
+    (so the cell does not show it a second time)."""
+    import matplotlib.pyplot as plt
+    if data is not None:
+        save_figure_data(data, csv or name)
+    glue(name, fig)
+    glue(f"{name}_caption", caption)
+    plt.close(fig)
+
+
 def glue(name: str, value) -> None:
     """myst-nb glue, silent outside a notebook build (so chapters also run as plain Python)."""
     try:

@@ -159,7 +159,7 @@ def scoreboard(verdicts: Path = VERDICTS) -> pd.DataFrame:
         path = Path(verdicts) / f"{c.id}.json"
         v = json.loads(path.read_text()) if path.exists() else {}
         scale = v.get("scale")
-        seeds = len(load_params(c.chapter, scale).get("seeds", [])) if scale else None
+        seeds = str(len(load_params(c.chapter, scale).get("seeds", []))) if scale else "—"
         rows.append({"claim": c.id, "figure": c.figure, "statement": c.statement, "chapter": c.chapter,
                      "verdict": v.get("status", "not run"), "scale": scale or "—", "seeds": seeds,
                      "effect": v.get("effect", ""), "statistic": v.get("statistic", ""), "paper": c.paper})

@@ -46,7 +46,8 @@ def curves(df: pd.DataFrame, x: str, hue: str, col: str | None = None, metric: s
            xlabel: str | None = None, logx: bool = True, baseline: str | None = "sgd"):
     """Paper-style sweep figure: ``metric`` vs ``x`` (log axis) for every ``hue`` (mean ± sd over seeds, seeds as
     dots), one panel per ``col``; runs of the ``baseline`` method (SGD) drawn as dashed lines with ± sd bands,
-    one per activation in the panel (``baseline=None``: every method is a curve). Returns the figure."""
+    one per activation in the panel (``baseline=None``: every method is a curve). With an ``outcome`` column
+    (:func:`hessreg.stats.outcomes`), collapsed and diverged runs are marked ×. Returns the figure."""
     reg, sgd = df[df["method"] != baseline], df[df["method"] == baseline]
     panels = [None] if col is None else list(dict.fromkeys(reg[col]))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), sharey=True, squeeze=False)
@@ -58,6 +59,12 @@ def curves(df: pd.DataFrame, x: str, hue: str, col: str | None = None, metric: s
         d = d.assign(_y=d[metric] * scale)
         sns.lineplot(data=d, x=x, y="_y", hue=hue, palette=palette, errorbar="sd", marker="o", ax=ax)
         sns.scatterplot(data=d, x=x, y="_y", hue=hue, palette=palette, alpha=0.35, s=14, legend=False, ax=ax)
+        if "outcome" in d:  # collapsed (to chance) and diverged runs: marked, never hidden in the mean
+            for outcome, marker in (("collapsed", "x"), ("diverged", "X")):
+                bad = d[d["outcome"] == outcome]
+                if len(bad):
+                    ax.scatter(bad[x], bad["_y"], marker=marker, color="k", s=28, zorder=5,
+                               label=f"{outcome} ({len(bad)} runs)")
         for i, act in enumerate(dict.fromkeys(d["activation"])):
             base = sgd[sgd["activation"] == act][metric] * scale
             if len(base):
