@@ -13,7 +13,7 @@ synchronisation on the CPU):
   ``autograd.grad(g, θ, v)``;
 - ``probe_vmap<k>/<variant>``: k Hutchinson probes in one vmapped forward-over-reverse product, time per probe.
 
-Ratios use the *fastest* SGD variant (DESIGN §7: a slower baseline flatters them): ``hv_toolkit_over_sgd`` (the
+Ratios use the *fastest* SGD variant (a slower baseline flatters them): ``hv_toolkit_over_sgd`` (the
 fastest toolkit variant) and ``hv_double_backward_over_sgd``. The goal is Hv ≤ 3× an SGD step.
 
     python experiments/bench_curvature.py --device cuda --out results/bench_curvature.json

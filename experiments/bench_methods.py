@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--methods", default=",".join(m for m in METHODS if m != "gradient_penalty"),
                    help="comma-separated method names (default: all)")
     p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=True,
-                   help="TF32 convolutions/matmuls on CUDA (as DESIGN §7 measured)")
+                   help="TF32 convolutions/matmuls on CUDA (the full scale runs with TF32)")
     p.add_argument("--out", default=None, help="write the result as JSON here")
     args = p.parse_args(argv)
 

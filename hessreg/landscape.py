@@ -3,7 +3,7 @@
 The network is a one-hidden-layer MLP with a scalar output, f(x) = W2 σ(W1 x + b1) + b2, on **one** data
 point (x, y) with the loss L = ½(f − y)². Two entries of W1, w_p = W1[i_p, j_p] and w_q = W1[i_q, j_q], are set
 to the coordinates (a, b) of a grid; everything else is fixed. With θ = (a, b) and the pre-activations
-h_i = Σ_j W1[i, j] x_j + b1[i] (affine in θ), the 2×2 blocks of Paper A's decomposition are (§2 of DESIGN)
+h_i = Σ_j W1[i, j] x_j + b1[i] (affine in θ), the 2×2 blocks of Paper A's Gauss-Newton / NME split are
 
     G = J Jᵀ,           J = ∂f/∂θ = (W2[i_p] σ'(h_{i_p}) x_{j_p},  W2[i_q] σ'(h_{i_q}) x_{j_q}),
     N = (f − y) ∇²_θ f,  (∇²_θ f)_{rs} = W2[i_r] σ''(h_{i_r}) x_{j_r} x_{j_s} · [i_r = i_s],

@@ -136,7 +136,7 @@ def test_batchnorm_third_order_with_primitive_ops():
 
 
 def test_native_batchnorm_refuses_third_order_on_cpu():
-    """Why the primitive forward exists (DESIGN §7); if PyTorch lifts this limit the test says so."""
+    """Why the primitive forward exists (CPU batch_norm refuses 3rd-order derivatives); if PyTorch lifts this limit the test says so."""
     model = tiny_cnn()
     loss, params = loss_and_params(model)
     g = torch.autograd.grad(loss, params, create_graph=True)
