@@ -38,9 +38,13 @@ step (see each method); every extra pass runs under :func:`hessreg.models.frozen
 
 ``METHODS`` is the registry: name → :class:`Method` (the step function and its hyperparameters with
 defaults and valid ranges). ``check_method`` validates a name and hyperparameters before any training.
+A method of the reader's own is named ``package.module:attr`` wherever a method name goes (a Config, a chapter's
+``methods`` parameter): :func:`import_method` resolves it, without registering it.
 """
 from __future__ import annotations
 
+import importlib
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
@@ -120,9 +124,53 @@ def register(method: Method) -> Method:
 
 
 def get_method(name: str) -> Method:
+    """The registered method ``name``, or the reader's own one named ``package.module:attr`` (see
+    :func:`import_method`)."""
+    if ":" in name:
+        return import_method(name)
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; valid choices: {', '.join(sorted(METHODS))}")
+        raise ValueError(f"unknown method {name!r}; valid choices: {', '.join(sorted(METHODS))}, or "
+                         "'package.module:attr' for a method of your own")
     return METHODS[name]
+
+
+_STEP_ARGS = ("model", "x", "y", "loss_fn")
+
+
+def import_method(spec: str) -> Method:
+    """A method from the reader's own module, named ``package.module:attr`` (the module importable from
+    ``sys.path``, e.g. through ``PYTHONPATH``). The attribute is either a :class:`Method` (used as it is) or a
+    plain step function ``step(model, x, y, loss_fn, **hparams) -> StepOutput`` whose hyperparameters are its
+    keyword arguments after the first four, each with a default (a bool, int or float: the :class:`Hparam`
+    default, no range). The method's name, as records and figures show it, is ``spec`` itself; the registry's
+    own names never contain ':', so their records' keys do not change."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"method {spec!r}: expected 'package.module:attr'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"method {spec!r}: cannot import {module_name!r} ({e}); is its folder on sys.path "
+                         "(PYTHONPATH)?") from e
+    obj = getattr(module, attr, None)
+    if isinstance(obj, Method):
+        return obj
+    if not callable(obj):
+        raise ValueError(f"method {spec!r}: {module_name} has no Method or step function named {attr!r}")
+    params = list(inspect.signature(obj).parameters.values())
+    if [p.name for p in params[:4]] != list(_STEP_ARGS):
+        raise ValueError(f"method {spec!r}: a step function's first arguments must be {', '.join(_STEP_ARGS)}; "
+                         f"got ({', '.join(p.name for p in params)})")
+    hparams = {}
+    for p in params[4:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if isinstance(p.default, bool) or isinstance(p.default, (int, float)) and math.isfinite(p.default):
+            hparams[p.name] = Hparam(p.default)
+        else:
+            raise ValueError(f"method {spec!r}: hyperparameter {p.name!r} needs a bool, int or float default, "
+                             f"got {p.default!r} (or register a Method with its own Hparam)")
+    return Method(spec, obj, hparams, doc=(inspect.getdoc(obj) or "").split("\n")[0])
 
 
 def check_method(name: str, hparams: dict, *, classification: bool = True) -> dict:
