@@ -19,7 +19,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hessreg import grids, results  # noqa: E402
-from hessreg.sweep import sweep  # noqa: E402
+from hessreg.data import DataNotFoundError  # noqa: E402
+from hessreg.sweep import GridError, sweep  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -36,7 +37,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     i, n = (int(v) for v in args.shard.split("/"))
     configs = []
-    for chapter in (list(grids.GRIDS) if args.chapters == ["all"] else args.chapters):
+    chapters = args.chapters
+    if chapters == ["all"]:  # every chapter with runs at this scale (the cpu-scale appendix has no full scale)
+        chapters = [c for c in grids.GRIDS if (grids.PARAMS / c / f"{args.scale}.yaml").exists()]
+    for chapter in chapters:
         params = grids.load_params(chapter, args.scale)
         for item in args.set:
             name, _, value = item.partition("=")
@@ -44,7 +48,11 @@ def main(argv=None) -> int:
                 ap.error(f"unknown parameter {name!r}; valid: {', '.join(params)}")
             params[name] = yaml.safe_load(value)
         configs += grids.configs(chapter, params)  # every config validated before any training
-    df = sweep(configs, results.store_for(args.scale), shard=(i, n), desc=f"shard {i}/{n}", train=not args.dry_run)
+    try:
+        df = sweep(configs, results.store_for(args.scale), shard=(i, n), desc=f"shard {i}/{n}",
+                   train=not args.dry_run)
+    except (GridError, results.CorruptRecordError, results.StoreError, DataNotFoundError) as e:
+        ap.exit(2, f"{ap.prog}: error: {e}\n")  # each names what is wrong and the way on: no traceback needed
     print(f"{len(df)} of {df.attrs['requested']} distinct runs stored in {df.attrs['store']}")
     return 0
 

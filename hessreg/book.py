@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from . import grids, results
 from .sweep import sweep
@@ -24,13 +25,21 @@ def check_parameters(chapter: str, **values) -> dict:
     """Papermill parameters, checked against the chapter's smoke file: names, types and the scale.
 
     Returns the parameters as a dict. A wrong type raises ``TypeError`` naming the parameter and the type
-    expected, before any training."""
+    expected, before any training. A list or dict given as a string is read as YAML first: papermill's
+    ``-p seeds '[0, 1]'`` passes the string ``'[0, 1]'`` (``-y 'seeds: [0, 1]'`` passes the list)."""
     defaults = grids.load_params(chapter, "smoke")
     unknown = set(values) - set(defaults)
     if unknown:
         raise ValueError(f"unknown parameter(s) {sorted(unknown)} for {chapter}; valid: {', '.join(defaults)}")
+    values = dict(values)
     for name, value in values.items():
         want = defaults[name]
+        if isinstance(want, (list, dict)) and isinstance(value, str):
+            try:
+                value = values[name] = yaml.safe_load(value)
+            except yaml.YAMLError as e:
+                raise TypeError(f"parameter {name!r} of {chapter} must be {type(want).__name__}, got {value!r}, "
+                                f"which is not YAML ({str(e).splitlines()[0]})") from None
         if want is None or value is None:
             continue
         numbers = (int, float)

@@ -218,9 +218,22 @@ MODEL_PATTERNS = {
 
 
 def check_model(name: str) -> None:
+    """Raise ``ValueError`` for a name :func:`build_model` cannot build: an unknown form, or a known form with
+    numbers no network has (checked here so that a grid fails before its first run loads any data)."""
     if not any(p.fullmatch(name) for p in MODEL_PATTERNS.values()):
         raise ValueError(f"unknown model {name!r}; valid forms: {', '.join(MODEL_PATTERNS)} "
                          "(e.g. 'mlp-256x2', 'mlp-256x2-bn', 'wrn-16-4', 'wrn-28-10', 'resnet34-pretrained')")
+    if m := MODEL_PATTERNS["mlp-<width>x<depth>"].fullmatch(name):
+        if int(m[1]) < 1 or int(m[2]) < 1:  # width 0 gives constant logits, depth 0 a linear model by another name
+            raise ValueError(f"model {name!r}: an MLP needs width ≥ 1 and depth ≥ 1 (mlp-<width>x<depth>, "
+                             f"e.g. 'mlp-256x2'), got width {int(m[1])}, depth {int(m[2])}")
+    if m := MODEL_PATTERNS["wrn-<depth>-<width>"].fullmatch(name):
+        depth, width = int(m[1]), int(m[2])
+        if (depth - 4) % 6 or depth < 10:  # WideResNet's own rule
+            raise ValueError(f"model {name!r}: WideResNet depth must be 6n + 4 with n ≥ 1 (10, 16, 22, 28, …), "
+                             f"got {depth}")
+        if width < 1:
+            raise ValueError(f"model {name!r}: WideResNet width must be ≥ 1, got {width}")
 
 
 def build_model(name: str, num_classes: int, in_channels: int, image_size: int, activation: str = "relu",

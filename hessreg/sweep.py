@@ -3,7 +3,10 @@
 ``grid`` builds configs as the product of axes; ``sweep`` runs the ones the store lacks (each record written
 atomically as soon as its run ends, so a killed sweep resumes with nothing lost) and returns every record of
 the grid as a DataFrame. Several processes may share one grid (``shard=(i, n)``): each takes every n-th
-run of the grid; on one GPU a few processes give about twice the throughput of one (DESIGN §7).
+run of the grid; on one GPU a few processes give about twice the throughput of one (DESIGN §7). Each run is
+claimed while it trains, so processes given the same runs (the same shard twice) never train one twice.
+Everything that can be refused is refused before the first run: configs as they are built (``Config``), their
+sizes against the data, a corrupt stored record, a store that cannot be written (see :func:`sweep`).
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 from tqdm import tqdm
 
-from . import results
+from . import data, results, transfer
 from .train import Config, run
 
 CONFIG_FIELDS = {f.name for f in dataclasses.fields(Config)} - {"hparams"}
@@ -47,21 +50,87 @@ def unique(configs: Iterable[Config]) -> list[Config]:
     return out
 
 
+class GridError(ValueError):
+    """Configs of a grid that the data cannot serve (a subset larger than the dataset, …): one message for the
+    whole grid, raised before any run trains."""
+
+
+def check_data(configs: Iterable[Config]) -> None:
+    """Check every config's sizes against its dataset (:func:`hessreg.data.check_sizes`; a ``pretrain:`` init's
+    pretraining run too) and raise one :class:`GridError` listing each problem once with the configs it
+    concerns. The data is looked up, not loaded: missing data raises ``DataNotFoundError`` here."""
+    problems: dict[str, list[str]] = {}
+    sizes: dict[tuple, data.Sizes | None] = {}
+    verdicts: dict[tuple, str | None] = {}  # the check's message per distinct set of fields (None: fine)
+    for config in configs:
+        runs = [config]
+        if config.init and config.init.startswith("pretrain:"):
+            runs.append(transfer.pretrain_config(config.init, "cpu"))
+        for c in runs:
+            fields = (c.dataset, c.train_size, c.test_size, c.val_size, c.batch_size, c.data_root)
+            if fields not in verdicts:
+                where = (c.dataset, c.data_root)
+                if where not in sizes:
+                    sizes[where] = data.dataset_sizes(c.dataset, c.data_root)
+                try:
+                    data.check_sizes(c.dataset, train_size=c.train_size, test_size=c.test_size,
+                                     val_size=c.val_size, batch_size=c.batch_size, root=c.data_root,
+                                     sizes=sizes[where])
+                    verdicts[fields] = None
+                except ValueError as e:
+                    verdicts[fields] = str(e)
+            if verdicts[fields]:
+                label = _label(config) + (" (its pretraining)" if c is not config else "")
+                problems.setdefault(verdicts[fields], []).append(label)
+    if problems:
+        lines = [f"- {msg} [{len(who)} config(s), e.g. {who[0]}]" for msg, who in problems.items()]
+        raise GridError("the grid asks for data its dataset does not have; nothing was trained:\n" + "\n".join(lines))
+
+
 def sweep(configs: Iterable[Config], store: results.RecordStore, *, progress: bool = True,
           shard: tuple[int, int] = (0, 1), train: bool = True, desc: str = "runs") -> pd.DataFrame:
     """Run every config the store lacks, then return all the grid's stored records as a DataFrame.
 
     ``train=False`` only reads: missing runs are left out of the frame (and counted in ``frame.attrs``).
+
+    Before the first run trains: every stored record of the grid is read (a corrupt one raises
+    :class:`~hessreg.results.CorruptRecordError` naming it), every config's sizes are checked against its data
+    (:func:`check_data`), the store is checked writable and cleaned of what killed processes left. Each run is
+    claimed while it trains (:meth:`~hessreg.results.RecordStore.claim`): a run another process holds is skipped
+    and, if it is still missing when this process's other runs are done, waited for and trained here.
     """
     configs = unique(configs)
     index, count = shard
     if not 0 <= index < count:
         raise ValueError(f"shard must be (i, n) with 0 ≤ i < n, got {shard}")
-    mine = [c for c in configs[index::count] if c not in store] if train else []  # a fixed partition
+    mine = []
+    if train:
+        stored = {c.key for c in configs if store.get(c) is not None}
+        mine = [c for c in configs[index::count] if c.key not in stored]  # a fixed partition
+        if len(stored) < len(configs):
+            check_data(configs)
+            store.check_writable()
+            store.clean()
     bar = tqdm(total=len(mine), desc=desc, unit="run", disable=not progress or not mine)
+    later = []  # claimed by another process when their turn came
     for config in mine:
         bar.set_postfix_str(_label(config), refresh=False)
-        store.put(run(config))
+        with store.claim(config) as held:
+            if not held:
+                later.append(config)
+                continue
+            if config not in store:  # another process may have stored it since this one looked
+                store.put(run(config))
+        bar.update()
+    for config in later:
+        if config in store:
+            bar.update()
+            continue
+        if progress:
+            bar.write(f"waiting for {_label(config)}, claimed by {store.claimant(config) or 'another process'}")
+        with store.claim(config, wait=True):
+            if config not in store:  # its holder died or failed: train it here
+                store.put(run(config))
         bar.update()
     bar.close()
     records = [r for r in (store.get(c) for c in configs) if r is not None]

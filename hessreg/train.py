@@ -99,10 +99,18 @@ class Config:
                 raise ValueError(f"{name} must be ≥ 1 or None, got {getattr(self, name)}")
         if self.train_size is not None and self.train_size < self.batch_size:
             raise ValueError(f"train_size {self.train_size} < batch_size {self.batch_size}: no full batch")
-        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1 or not 0 < self.step_gamma <= 1:
-            raise ValueError("need lr > 0, weight_decay ≥ 0, 0 ≤ momentum < 1, 0 < step_gamma ≤ 1; got "
-                             f"lr={self.lr}, weight_decay={self.weight_decay}, momentum={self.momentum}, "
-                             f"step_gamma={self.step_gamma}")
+        # inf and NaN slip through comparisons like `lr > 0` (lr=inf trained, to be recorded as diverged at step 0;
+        # weight_decay=nan too): every number is checked finite first
+        for name, rule, ok in (("lr", " with lr > 0", lambda v: v > 0),
+                               ("weight_decay", " with weight_decay ≥ 0", lambda v: v >= 0),
+                               ("momentum", " with 0 ≤ momentum < 1", lambda v: 0 <= v < 1),
+                               ("step_gamma", " with 0 < step_gamma ≤ 1", lambda v: 0 < v <= 1),
+                               ("beta", "", lambda v: True)):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and ok(value)):
+                raise ValueError(f"{name} must be a finite number{rule}, got {value!r}")
+        if not -2 ** 63 <= self.seed < 2 ** 64:  # torch.manual_seed's range
+            raise ValueError(f"seed must be in [-2**63, 2**64), got {self.seed}")
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)
@@ -307,6 +315,8 @@ def run(config: Config, *, check_every: int = 25, return_model: bool = False) ->
     Divergence is checked every ``check_every`` steps and at each epoch's end (each check synchronises).
     """
     start = time.perf_counter()
+    data.check_sizes(config.dataset, train_size=config.train_size, test_size=config.test_size,  # before loading
+                     val_size=config.val_size, batch_size=config.batch_size, root=config.data_root)
     device = resolve_device(config.device)
     if device.type == "cuda":  # TF32 matmuls/convolutions: what the full-scale timings assume (DESIGN §7)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True

@@ -99,3 +99,39 @@ def test_stored_json_is_strict(tmp_path):
     store = hr.RecordStore(tmp_path)
     path = store.put(hr.run(TINY))
     json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+
+
+def test_every_committed_record_is_found_by_its_key():
+    """Config.key must not move for a valid config: each committed record's key, recomputed from its stored config
+    (validated again as it is built), is its file name. Read-only: nothing under results/records is written."""
+    paths = sorted(results.COMMITTED.glob("*.json"))
+    assert paths, "no committed records"
+    for path in paths:
+        d = json.loads(path.read_text())
+        assert hr.Config.from_dict(d["config"]).key == d["key"] == path.stem, path
+
+
+def test_stale_temporary_and_claim_files_are_invisible_and_cleaned(tmp_path):
+    store = hr.RecordStore(tmp_path)
+    path = store.put(hr.run(TINY))
+    (tmp_path / f".{path.name}.abc123.tmp").write_text('{"key": "trunc')  # a write killed before its rename
+    (tmp_path / f"{TINY.replace(seed=7).key}.lock").write_text("12345 elsewhere\n")  # a claim of a dead process
+    assert len(store) == 1 and [r.key for r in store] == [TINY.key]
+    assert store.clean(min_age_s=3600) == [tmp_path / f"{TINY.replace(seed=7).key}.lock"]  # the temp file is young
+    assert [p.name for p in store.clean(min_age_s=0)] == [f".{path.name}.abc123.tmp"]
+    assert [p.name for p in tmp_path.iterdir()] == [path.name] and oct(path.stat().st_mode & 0o777) == "0o644"
+
+
+def test_a_claim_is_exclusive_and_a_dead_holder_s_claim_is_taken_over(tmp_path):
+    store = hr.RecordStore(tmp_path)
+    with store.claim(TINY) as held:
+        assert held and str(os.getpid()) in store.claimant(TINY)
+        fd = os.open(tmp_path / f"{TINY.key}.lock", os.O_RDWR)  # another process's view: the flock is taken
+        import fcntl
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.close(fd)
+    assert store.claimant(TINY) == "" and list(tmp_path.iterdir()) == []
+    (tmp_path / f"{TINY.key}.lock").write_text("999999 a-dead-host\n")  # left by a killed process: no flock
+    with store.claim(TINY) as held:
+        assert held and store.claimant(TINY).startswith(str(os.getpid()))

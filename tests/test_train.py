@@ -132,3 +132,28 @@ def test_best_validation_checkpoint():
         hr.Config(**TINY | dict(checkpoint="best_val"))
     with pytest.raises(ValueError, match="valid choices: final, best_val"):
         hr.Config(**TINY | dict(val_size=100, checkpoint="best"))
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("lr", math.inf, "lr must be a finite number with lr > 0, got inf"),
+    ("lr", math.nan, "lr must be a finite number with lr > 0, got nan"),
+    ("weight_decay", math.nan, "weight_decay must be a finite number with weight_decay ≥ 0, got nan"),
+    ("weight_decay", math.inf, "weight_decay must be a finite number"),
+    ("momentum", math.inf, "momentum must be a finite number with 0 ≤ momentum < 1, got inf"),
+    ("step_gamma", math.nan, "step_gamma must be a finite number"),
+    ("beta", math.inf, "beta must be a finite number, got inf"),
+    ("seed", 2 ** 64, "seed must be in"),
+    ("model", "wrn-11-2", "'wrn-11-2': WideResNet depth must be 6n \\+ 4 .* got 11"),
+    ("model", "wrn-4-2", "WideResNet depth must be 6n \\+ 4 with n ≥ 1"),
+    ("model", "wrn-16-0", "WideResNet width must be ≥ 1, got 0"),
+    ("model", "mlp-0x2", "'mlp-0x2': an MLP needs width ≥ 1 and depth ≥ 1 .* got width 0, depth 2"),
+    ("model", "mlp-16x0", "an MLP needs width ≥ 1 and depth ≥ 1"),
+])
+def test_non_finite_numbers_and_impossible_models_are_refused(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        hr.Config(**TINY | {field: value})
+
+
+def test_non_finite_hyperparameters_are_refused():
+    with pytest.raises(TypeError, match="sam: rho must be a finite number, got inf"):
+        hr.Config(**TINY | dict(method="sam", hparams={"rho": math.inf}))
