@@ -13,8 +13,9 @@ TINY = dict(train_size=256, test_size=128, model="mlp-32x1", epochs=2, batch_siz
 def test_record_fields_and_learning():
     r = hr.run(hr.Config(**TINY))
     assert [h["epoch"] for h in r.history] == [1, 2]
-    assert set(r.history[0]) == {"epoch", "train_loss", "train_acc", "lr", "time_s", "penalty"}
-    assert r.history[0]["penalty"] is None  # SGD has no regularizer estimate
+    assert set(r.history[0]) == {"epoch", "train_loss", "train_acc", "lr", "time_s", "penalty", "penalty_sd",
+                                 "penalty_steps"}
+    assert r.history[0]["penalty"] is None and r.history[0]["penalty_steps"] == 0  # SGD has no regularizer
     assert r.history[1]["train_loss"] < r.history[0]["train_loss"]
     assert 0.3 < r.test_acc <= 1 and r.test_loss > 0 and not r.diverged and r.wall_time_s > 0
     assert {"commit", "torch", "device", "python"} <= set(r.provenance) and r.provenance["device"] == "cpu"
@@ -88,6 +89,8 @@ def test_lr_schedules():
 def test_penalty_estimates_are_logged_per_epoch():
     r = hr.run(hr.Config(**TINY | dict(method="psam", hparams={"rho": 0.05})))
     assert all(h["penalty"] > 0 for h in r.history)  # PSAM's ‖∇L‖, averaged over each epoch
+    steps = r.config["train_size"] // r.config["batch_size"]  # every step's estimate enters the epoch's spread
+    assert all(h["penalty_steps"] == steps and h["penalty_sd"] > 0 for h in r.history)
 
 
 def test_validation_split_and_measurements():
