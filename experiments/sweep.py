@@ -5,8 +5,11 @@
     python experiments/sweep.py 01_sgd_activations --scale full --set device=cuda --set seeds='[0]'
     python experiments/sweep.py all --scale full --shard 2/4                     # every chapter's runs
     python experiments/sweep.py all --scale cpu --shard 0/2 & python experiments/sweep.py all --scale cpu --shard 1/2
+    torchrun --nproc_per_node 8 experiments/sweep.py 12_nso_accuracy --scale paper   # one run on 8 GPUs at a time
 
 Records go to the scale's store (``results/records`` for cpu, full and paper). Rerunning skips stored runs.
+Under torchrun the ranks train each run together (each takes its share of every global batch, one GPU per rank);
+rank 0 alone writes records and prints.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from hessreg import grids, results  # noqa: E402
+from hessreg import distributed, grids, results  # noqa: E402
 from hessreg.data import DataNotFoundError  # noqa: E402
 from hessreg.sweep import GridError, sweep  # noqa: E402
 
@@ -48,12 +51,16 @@ def main(argv=None) -> int:
                 ap.error(f"unknown parameter {name!r}; valid: {', '.join(params)}")
             params[name] = yaml.safe_load(value)
         configs += grids.configs(chapter, params)  # every config validated before any training
+    rank, world = distributed.init_from_env()  # torchrun: one process group, one device per rank
     try:
         df = sweep(configs, results.store_for(args.scale), shard=(i, n), desc=f"shard {i}/{n}",
                    train=not args.dry_run)
     except (GridError, results.CorruptRecordError, results.StoreError, DataNotFoundError) as e:
         ap.exit(2, f"{ap.prog}: error: {e}\n")  # each names what is wrong and the way on: no traceback needed
-    print(f"{len(df)} of {df.attrs['requested']} distinct runs stored in {df.attrs['store']}")
+    distributed.finish()
+    if rank == 0:
+        print(f"{len(df)} of {df.attrs['requested']} distinct runs stored in {df.attrs['store']}"
+              + (f" ({world} ranks per run)" if world > 1 else ""))
     return 0
 
 

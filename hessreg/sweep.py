@@ -3,7 +3,8 @@
 ``grid`` builds configs as the product of axes; ``sweep`` runs the ones the store lacks (each record written
 atomically as soon as its run ends, so a killed sweep resumes with nothing lost) and returns every record of
 the grid as a DataFrame. Several processes may share one grid (``shard=(i, n)``): each takes every n-th
-run of the grid; on one GPU a few processes give about twice the throughput of one (DESIGN §7). Each run is
+run of the grid; on one GPU a few processes give about twice the throughput of one; under torchrun the ranks of a
+process group train each run together (:mod:`hessreg.distributed`). Each run is
 claimed while it trains, so processes given the same runs (the same shard twice) never train one twice.
 Everything that can be refused is refused before the first run: configs as they are built (``Config``), their
 sizes against the data, a corrupt stored record, a store that cannot be written (see :func:`sweep`).
@@ -17,7 +18,7 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 from tqdm import tqdm
 
-from . import data, results, transfer
+from . import data, distributed, results, transfer
 from .train import Config, run
 
 CONFIG_FIELDS = {f.name for f in dataclasses.fields(Config)} - {"hparams"}
@@ -103,6 +104,8 @@ def sweep(configs: Iterable[Config], store: results.RecordStore, *, progress: bo
     index, count = shard
     if not 0 <= index < count:
         raise ValueError(f"shard must be (i, n) with 0 ≤ i < n, got {shard}")
+    if distributed.rank_and_world()[1] > 1:
+        return _sweep_ranks(configs, store, progress=progress, shard=shard, train=train, desc=desc)
     mine = []
     if train:
         stored = {c.key for c in configs if store.get(c) is not None}
@@ -133,6 +136,33 @@ def sweep(configs: Iterable[Config], store: results.RecordStore, *, progress: bo
                 store.put(run(config))
         bar.update()
     bar.close()
+    return _frame(configs, store)
+
+
+def _sweep_ranks(configs: list[Config], store: results.RecordStore, *, progress: bool, shard: tuple[int, int],
+                 train: bool, desc: str) -> pd.DataFrame:
+    """:func:`sweep` under torchrun: every rank trains the same runs together (each on its share of every batch),
+    in the order rank 0 decides from the store; only rank 0 checks, writes and shows progress. No claims: the
+    ranks of one group act as one process."""
+    rank, _ = distributed.rank_and_world()
+    todo = None
+    if rank == 0 and train:
+        index, count = shard
+        todo = [c.key for c in configs[index::count] if store.get(c) is None]
+        if todo:
+            check_data(configs)
+            store.check_writable()
+    todo = distributed.broadcast(todo) or []
+    by_key = {c.key: c for c in configs}
+    for key in tqdm(todo, desc=desc, unit="run", disable=not progress or rank != 0 or not todo):
+        record = run(by_key[key])
+        if rank == 0:
+            store.put(record)
+    return _frame(configs, store)
+
+
+def _frame(configs: list[Config], store: results.RecordStore) -> pd.DataFrame:
+    """Every stored record of the grid as a frame; ``attrs`` locate them and count what is missing."""
     records = [r for r in (store.get(c) for c in configs) if r is not None]
     df = results.frame(records)
     df.attrs.update(requested=len(configs), missing=len(configs) - len(records), store=str(store.root),

@@ -215,11 +215,12 @@ def _finite_or_none(obj):
 # --------------------------------------------------------------------------------------------------- the loop
 
 def resolve_device(device: str) -> torch.device:
+    """``auto``: CUDA if available. CUDA means the current device (under torchrun, ``cuda:LOCAL_RANK``)."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' requested but CUDA is not available; use device='auto' or 'cpu'")
-    return torch.device(device)
+    return torch.device("cuda", torch.cuda.current_device()) if device == "cuda" else torch.device(device)
 
 
 def make_optimizer(config: Config, params) -> torch.optim.Optimizer:
@@ -318,7 +319,7 @@ def run(config: Config, *, check_every: int = 25, return_model: bool = False) ->
     data.check_sizes(config.dataset, train_size=config.train_size, test_size=config.test_size,  # before loading
                      val_size=config.val_size, batch_size=config.batch_size, root=config.data_root)
     device = resolve_device(config.device)
-    if device.type == "cuda":  # TF32 matmuls/convolutions: what the full-scale timings assume (DESIGN §7)
+    if device.type == "cuda":  # TF32 matmuls/convolutions: what the full-scale step-time measurements used
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     rank, world = _world()
     if config.batch_size % world:
