@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
-from torch.func import functional_call, hessian, jacrev
+from torch.func import jacrev
 from torch.nn import functional as F
 
-from hessreg import methods
+from hessreg import methods, steps
 from hessreg.methods import METHODS, check_method, get_method
 from hessreg.models import MLP, build_model
+from tests.oracle import Dense
 
 DT = torch.float64
 
@@ -78,14 +79,14 @@ def test_quadratic_nso_two_sided_is_exact_for_every_draw():
 def test_quadratic_weight_noise_is_gradient_at_perturbed_point(monkeypatch):
     model, a, th = _quadratic()
     eps = [torch.linspace(-1, 1, th.numel(), dtype=DT)]
-    monkeypatch.setattr(methods, "_gaussian", lambda params, std: [e * std for e in eps])
+    monkeypatch.setattr(steps, "_gaussian", lambda params, std: [e * std for e in eps])
     torch.testing.assert_close(_quad_grad("weight_noise", model, a, sigma=0.3), a @ (th + 0.3 * eps[0]))
 
 
 def test_quadratic_rsam(monkeypatch):
     model, a, th = _quadratic()
     eps = torch.linspace(-1, 1, th.numel(), dtype=DT)
-    monkeypatch.setattr(methods, "_gaussian", lambda params, std: [eps * std])
+    monkeypatch.setattr(steps, "_gaussian", lambda params, std: [eps * std])
     gt = a @ (th + 0.2 * eps)
     torch.testing.assert_close(_quad_grad("rsam", model, a, rho=0.3, sigma=0.2),
                                a @ (th + 0.3 * gt / gt.norm()), rtol=1e-12, atol=1e-12)
@@ -99,39 +100,6 @@ def _net(seed=0, batch=5, width=4, classes=3, activation="gelu"):
     x = torch.randn(batch, 3, dtype=DT)
     y = torch.randint(0, classes, (batch,))
     return model, x, y
-
-
-class Dense:
-    """Dense float64 quantities of a tiny model as functions of its flattened parameters."""
-
-    def __init__(self, model, x, y, loss_fn=F.cross_entropy):
-        self.model, self.x, self.y, self.loss_fn = model, x, y, loss_fn
-        self.names = [n for n, _ in model.named_parameters()]
-        self.shapes = [p.shape for p in model.parameters()]
-        self.theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-
-    def logits(self, theta):
-        chunks = torch.split(theta, [math.prod(s) for s in self.shapes])
-        params = {n: c.view(s) for n, c, s in zip(self.names, chunks, self.shapes)}
-        return functional_call(self.model, params, (self.x,))
-
-    def loss(self, theta):
-        return self.loss_fn(self.logits(theta), self.y)
-
-    def grad(self):
-        return torch.func.grad(self.loss)(self.theta)
-
-    def hess(self, theta=None):
-        return hessian(self.loss)(self.theta if theta is None else theta)
-
-    def gauss_newton(self):
-        j = jacrev(self.logits)(self.theta).reshape(-1, self.theta.numel())
-        z = self.logits(self.theta).detach()
-        hz = hessian(lambda zz: self.loss_fn(zz.view_as(z), self.y))(z.reshape(-1))
-        return j.T @ hz @ j
-
-    def grad_trace_hessian(self):
-        return torch.func.grad(lambda t: torch.trace(self.hess(t)))(self.theta)
 
 
 def _flat_grad(model):
@@ -152,8 +120,8 @@ def test_gn_psam_matches_dense_gauss_newton():
     got, _ = _step("gn_psam", model, x, y, rho=rho)
     torch.testing.assert_close(got, g + rho * gn @ g / g.norm(), rtol=1e-10, atol=1e-12)
     got, _ = _step("psam", model, x, y, rho=rho)  # and PSAM with the full Hessian differs from it
-    torch.testing.assert_close(got, g + rho * d.hess() @ g / g.norm(), rtol=1e-10, atol=1e-12)
-    assert (d.hess() - gn).abs().max() > 1e-3  # the NME is not negligible here: the tests can fail
+    torch.testing.assert_close(got, g + rho * d.hessian() @ g / g.norm(), rtol=1e-10, atol=1e-12)
+    assert (d.hessian() - gn).abs().max() > 1e-3  # the NME is not negligible here: the tests can fail
 
 
 def test_gn_psam_with_mse_regression():
@@ -186,7 +154,7 @@ def _basis_draws(monkeypatch):
         flat[i] = (1 - 2 * sign) * std * math.sqrt(n)
         return [c.view_as(p) for c, p in zip(torch.split(flat, [p.numel() for p in params]), params)]
 
-    monkeypatch.setattr(methods, "_gaussian", draw)
+    monkeypatch.setattr(steps, "_gaussian", draw)
 
 
 def _exact_mean(name, model, x, y, n_steps, **hp):
@@ -204,13 +172,13 @@ def test_hessian_trace_penalty_expected_gradient(monkeypatch):
     for n_probes in (1, 2):  # 2n signed basis probes in all
         grad, pen = _exact_mean("hessian_trace", model, x, y, 2 * n // n_probes, sigma2=0.5, n_probes=n_probes)
         torch.testing.assert_close(grad, d.grad() + 0.5 * d.grad_trace_hessian(), rtol=1e-10, atol=1e-12)
-        torch.testing.assert_close(pen, torch.trace(d.hess()), rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(pen, torch.trace(d.hessian()), rtol=1e-10, atol=1e-12)
 
 
 def test_gaussian_draws_are_normal_with_std():
     torch.manual_seed(0)
     for std in (1.0, 0.1):
-        v = torch.cat([t.reshape(-1) for t in methods._gaussian([torch.zeros(200, 100, dtype=DT)] * 2, std)]) / std
+        v = torch.cat([t.reshape(-1) for t in steps._gaussian([torch.zeros(200, 100, dtype=DT)] * 2, std)]) / std
         assert abs(float(v.mean())) < 5 / math.sqrt(v.numel())
         assert abs(float(v.var()) - 1) < 5 * math.sqrt(2 / v.numel())
 
@@ -242,7 +210,7 @@ def test_gn_trace_expectation_is_trace_g(monkeypatch):
     prob = torch.softmax(model(x).detach(), -1)
     combos = list(itertools.product(range(3), repeat=3))
     it = iter(combos)
-    monkeypatch.setattr(methods, "_sample_labels", lambda logits: torch.tensor(next(it)))
+    monkeypatch.setattr(steps, "_sample_labels", lambda logits: torch.tensor(next(it)))
     expectation = 0.0
     for combo in combos:
         weight = math.prod(float(prob[b, c]) for b, c in enumerate(combo))
@@ -253,7 +221,7 @@ def test_gn_trace_expectation_is_trace_g(monkeypatch):
 def test_sampled_labels_follow_softmax():
     torch.manual_seed(0)
     logits = torch.tensor([[0.0, 1.0, -1.0]], dtype=DT).expand(30000, 3)
-    freq = torch.bincount(methods._sample_labels(logits), minlength=3).to(DT) / 30000
+    freq = torch.bincount(steps._sample_labels(logits), minlength=3).to(DT) / 30000
     p = torch.softmax(logits[0], -1)
     assert ((freq - p).abs() <= 5 * (p * (1 - p) / 30000).sqrt()).all()
 
@@ -300,7 +268,7 @@ def test_gn_trace_gradient_for_fixed_sampled_labels():
     torch.manual_seed(5)
     got, out = _step("gn_trace", model, x, y, sigma2=0.01)
     torch.manual_seed(5)
-    y_hat = methods._sample_labels(out.logits)
+    y_hat = steps._sample_labels(out.logits)
     pen = lambda t: 4 * torch.func.grad(lambda s: F.cross_entropy(d.logits(s), y_hat))(t).square().sum()  # noqa
     torch.testing.assert_close(got, d.grad() + 0.01 * torch.func.grad(pen)(d.theta), rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(out.penalty, pen(d.theta))
