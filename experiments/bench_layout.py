@@ -19,18 +19,17 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from hessreg import grids  # noqa: E402
-from hessreg.results import write_atomic  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hessreg import chapters  # noqa: E402
+from hessreg.repo import build_dir, write_atomic  # noqa: E402
 from hessreg.sweep import unique  # noqa: E402
 
-SAMPLE = REPO / "_build" / "bench_layout_sample.json"
+SAMPLE = build_dir("bench_layout_sample.json")
 
 
 def sample(every: int) -> list[dict]:
-    configs = unique(c for ch in grids.GRIDS if (grids.PARAMS / ch / "cpu.yaml").exists()
-                     for c in grids.configs(ch, grids.load_params(ch, "cpu")))
+    configs = unique(c for ch in chapters.GRIDS if chapters.has_params(ch, "cpu")
+                     for c in chapters.configs(ch, chapters.load_params(ch, "cpu")))
     return [c.to_dict() for c in configs[::every]]
 
 
@@ -39,7 +38,7 @@ def worker(path: str, shard: str, threads: int, store: str) -> None:
     import torch
     from hessreg.results import RecordStore
     from hessreg.sweep import sweep
-    from hessreg.train import Config
+    from hessreg.config import Config
     torch.set_num_threads(threads)
     configs = [Config.from_dict(d) for d in json.loads(Path(path).read_text())]
     i, n = (int(v) for v in shard.split("/"))
@@ -49,7 +48,7 @@ def worker(path: str, shard: str, threads: int, store: str) -> None:
 def layout(processes: int, threads: int) -> float:
     """Wall seconds to train the sample with ``processes`` processes of ``threads`` threads each."""
     with tempfile.TemporaryDirectory() as store:
-        env = os.environ | {"OMP_NUM_THREADS": str(threads), "HESSREG_WEIGHTS": str(REPO / "_build" / "weights")}
+        env = os.environ | {"OMP_NUM_THREADS": str(threads), "HESSREG_WEIGHTS": str(build_dir("weights"))}
         t0 = time.perf_counter()
         procs = [subprocess.Popen([sys.executable, __file__, "--worker", f"{i}/{processes}", "--threads",
                                    str(threads), "--store", store], env=env) for i in range(processes)]

@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hessreg import report, train  # noqa: E402
+from hessreg import models, report, train  # noqa: E402
+from hessreg.config import Config  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -38,13 +39,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--lanczos-steps", type=int, default=20)
     p.add_argument("--train-mode", action="store_true")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--device", default="cpu", choices=train.DEVICES)
+    p.add_argument("--device", default="cpu", choices=models.DEVICES)
     p.add_argument("--out", default="_build/bench/report.json")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    config = train.Config(dataset=a.dataset, train_size=a.train_size, test_size=1000, model=a.model,
-                          activation=a.activation, epochs=2, batch_size=a.batch_size, lr=0.05, augment=False,
-                          device=a.device)
+    config = Config(dataset=a.dataset, train_size=a.train_size, test_size=1000, model=a.model,
+                    activation=a.activation, epochs=2, batch_size=a.batch_size, lr=0.05, augment=False,
+                    device=a.device)
     record, model = train.run(config, return_model=True)
     epoch_s = record.history[-1]["time_s"]
     common = dict(train_size=a.train_size, device=a.device, batch_size=a.report_batch_size,

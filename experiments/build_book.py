@@ -14,13 +14,17 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-# MathJax 3 as npm installs it (`npm ci --prefix tests_browser`, run by `make book` and `make test`).
-MATHJAX = REPO / "tests_browser" / "node_modules" / "mathjax" / "es5"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hessreg.repo import root  # noqa: E402
+
+
+def mathjax() -> Path:
+    """MathJax 3 as npm installs it (`npm ci --prefix tests_browser`, run by `make book` and `make test`)."""
+    return root() / "tests_browser" / "node_modules" / "mathjax" / "es5"
 
 
 def chapters_in_toc() -> list[str]:
-    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    toc = yaml.safe_load((root() / "_toc.yml").read_text())
     files = [toc["root"]]
     for part in toc.get("parts", [{"chapters": toc.get("chapters", [])}]):
         files += [c["file"] for c in part.get("chapters", [])]
@@ -32,52 +36,52 @@ def stage(executed: Path, src: Path) -> None:
         shutil.rmtree(src)
     (src / "book" / "data").mkdir(parents=True)
     for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(REPO / name, src / name)
-    for path in (REPO / "book").iterdir():
+        shutil.copy(root() / name, src / name)
+    for path in (root() / "book").iterdir():
         if path.suffix in (".md", ".bib", ".png", ".svg"):
             shutil.copy(path, src / "book" / path.name)
     missing = []
     for entry in chapters_in_toc():
         nb = Path(entry).with_suffix(".ipynb").name
-        if (REPO / "book" / nb).exists():
+        if (root() / "book" / nb).exists():
             if not (executed / nb).exists():
                 missing.append(nb)
             else:
                 shutil.copy(executed / nb, src / "book" / nb)
     if missing:
         sys.exit(f"not executed yet: {', '.join(missing)} (run `make book` or `make test`, which execute them)")
-    for csv in (REPO / "_build" / "figures").glob("*.csv"):
+    for csv in (root() / "_build" / "figures").glob("*.csv"):
         shutil.copy(csv, src / "book" / "data" / csv.name)
 
 
 def copy_mathjax(target: Path) -> bool:
     """The local MathJax that _config.yml's mathjax_path (relative to _static) points at; no CDN."""
-    if not (MATHJAX / "tex-mml-chtml.js").exists():
-        print(f"MathJax not found in {MATHJAX}: run `npm ci --prefix tests_browser` (make does); "
+    if not (mathjax() / "tex-mml-chtml.js").exists():
+        print(f"MathJax not found in {mathjax()}: run `npm ci --prefix tests_browser` (make does); "
               "mathematics will not render", file=sys.stderr)
         return False
     if target.exists():
         shutil.rmtree(target)
-    shutil.copytree(MATHJAX, target)
+    shutil.copytree(mathjax(), target)
     return True
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--executed", default=str(REPO / "_build" / "executed"))
+    ap.add_argument("--executed", default=str(root() / "_build" / "executed"))
     ap.add_argument("--strict", action="store_true", help="warnings are errors")
     args = ap.parse_args(argv)
-    src = REPO / "_build" / "src"
+    src = root() / "_build" / "src"
     stage(Path(args.executed), src)
-    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(src), "--path-output", str(REPO)]
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(src), "--path-output", str(root())]
     if args.strict:
         cmd += ["--warningiserror", "--nitpick", "--keep-going"]
     result = subprocess.run(cmd)
     if result.returncode:
         return result.returncode
-    if not copy_mathjax(REPO / "_build" / "html" / "_static" / "mathjax") and args.strict:
+    if not copy_mathjax(root() / "_build" / "html" / "_static" / "mathjax") and args.strict:
         return 1
-    print(f"\nThe book is at {REPO / '_build' / 'html' / 'index.html'}")
+    print(f"\nThe book is at {root() / '_build' / 'html' / 'index.html'}")
     return 0
 
 

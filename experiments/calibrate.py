@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from experiments import bench_methods, sweep  # noqa: E402
-from hessreg.results import REPO, write_atomic  # noqa: E402
+from experiments import bench_methods  # noqa: E402
+from hessreg.repo import root, write_atomic  # noqa: E402
 
 CANDIDATES = ("mlp-256x3", "mlp-256x3-bn", "wrn-10-1")
 METHODS = "sgd,sam,psam,gn_trace,hessian_trace"
@@ -50,9 +50,10 @@ def main(argv=None) -> int:
     ap.add_argument("part", choices=("runs", "cost"))
     ap.add_argument("--shard", default="0/1")
     ap.add_argument("--iters", type=int, default=20)
-    ap.add_argument("--out", default=str(REPO / "results" / "calibration" / "cost_cpu.json"))
+    ap.add_argument("--out", default=str(root() / "results" / "calibration" / "cost_cpu.json"))
     args = ap.parse_args(argv)
     if args.part == "runs":
+        from experiments import sweep
         return sweep.main(["appendix_cpu_scale", "--scale", "cpu", "--shard", args.shard])
     cost(Path(args.out), args.iters)
     return 0

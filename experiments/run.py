@@ -17,32 +17,32 @@ from pathlib import Path
 import papermill
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-from hessreg import grids  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hessreg import chapters  # noqa: E402
+from hessreg.repo import build_dir, root  # noqa: E402
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("chapters", nargs="*", help=f"default: all ({', '.join(grids.chapters())})")
-    ap.add_argument("--scale", default="smoke", choices=grids.SCALES)
-    ap.add_argument("--out", default=str(REPO / "_build" / "executed"))
+    ap.add_argument("chapters", nargs="*", help=f"default: all ({', '.join(chapters.names())})")
+    ap.add_argument("--scale", default="smoke", choices=chapters.SCALES)
+    ap.add_argument("--out", default=str(build_dir("executed")))
     ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     ap.add_argument("--kernel", default="hessreg", help="Jupyter kernel name (make setup registers 'hessreg')")
     args = ap.parse_args(argv)
-    chapters = args.chapters or grids.chapters()
-    for chapter in chapters:
-        grids.check_chapter(chapter)
+    names = args.chapters or chapters.names()
+    for chapter in names:
+        chapters.check_chapter(chapter)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(chapter, grids.load_params(chapter, args.scale) | {k: yaml.safe_load(v) for k, v in args.param})
-            for chapter in chapters]
+    jobs = [(chapter, chapters.load_params(chapter, args.scale) | {k: yaml.safe_load(v) for k, v in args.param})
+            for chapter in names]
     if not args.chapters:
         jobs.append(("intro", {}))  # the landing page's scoreboard reads the verdicts the chapters just saved
     for name, params in jobs:
         t0 = time.perf_counter()
-        papermill.execute_notebook(REPO / "book" / f"{name}.ipynb", out / f"{name}.ipynb", parameters=params,
-                                   kernel_name=args.kernel, cwd=str(REPO / "book"), progress_bar=False)
+        papermill.execute_notebook(root() / "book" / f"{name}.ipynb", out / f"{name}.ipynb", parameters=params,
+                                   kernel_name=args.kernel, cwd=str(root() / "book"), progress_bar=False)
         print(f"{name}: executed at {args.scale} scale in {time.perf_counter() - t0:.0f} s → {out / name}.ipynb")
     return 0
 

@@ -21,15 +21,15 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from hessreg import distributed, grids, results  # noqa: E402
+from hessreg import chapters, distributed, results  # noqa: E402
 from hessreg.data import DataNotFoundError  # noqa: E402
 from hessreg.sweep import GridError, sweep  # noqa: E402
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("chapters", nargs="+", help=f"'all', or one or more of: {', '.join(grids.GRIDS)}")
-    ap.add_argument("--scale", default="full", choices=grids.SCALES)
+    ap.add_argument("chapters", nargs="+", help=f"'all', or one or more of: {', '.join(chapters.GRIDS)}")
+    ap.add_argument("--scale", default="full", choices=chapters.SCALES)
     ap.add_argument("--shard", default="0/1", help="i/n: run every n-th config starting at i")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
     ap.add_argument("--dry-run", action="store_true", help="only count the runs and how many are stored")
@@ -40,17 +40,17 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     i, n = (int(v) for v in args.shard.split("/"))
     configs = []
-    chapters = args.chapters
-    if chapters == ["all"]:  # every chapter with runs at this scale (the cpu-scale appendix has no full scale)
-        chapters = [c for c in grids.GRIDS if (grids.PARAMS / c / f"{args.scale}.yaml").exists()]
-    for chapter in chapters:
-        params = grids.load_params(chapter, args.scale)
+    names = args.chapters
+    if names == ["all"]:  # every chapter with runs at this scale (the cpu-scale appendix has no full scale)
+        names = [c for c in chapters.GRIDS if chapters.has_params(c, args.scale)]
+    for chapter in names:
+        params = chapters.load_params(chapter, args.scale)
         for item in args.set:
             name, _, value = item.partition("=")
             if name not in params:
                 ap.error(f"unknown parameter {name!r}; valid: {', '.join(params)}")
             params[name] = yaml.safe_load(value)
-        configs += grids.configs(chapter, params)  # every config validated before any training
+        configs += chapters.configs(chapter, params)  # every config validated before any training
     rank, world = distributed.init_from_env()  # torchrun: one process group, one device per rank
     try:
         df = sweep(configs, results.store_for(args.scale), shard=(i, n), desc=f"shard {i}/{n}",

@@ -1,9 +1,20 @@
 """hessreg: Hessian and sharpness regularization, reproduced (Dauphin et al. 2024; Ju et al., NSO).
 
-Modules, one idea each: ``data``, ``activations``, ``models``, ``curvature``, ``methods``, ``train`` (one run),
-``sweep`` (a grid of runs), ``results`` (the record store), ``grids`` (each chapter's runs), ``plots``,
-``claims`` (verdicts), ``book`` (chapter plumbing), ``landscape`` (Fig. 7's weight-plane NME), ``transfer``
-(fine-tuning: initial weights and the transfer task).
+Flat modules, one idea each, in three layers; imports point one way, down (tests/test_layers.py checks it):
+
+- **the science** — ``data`` (datasets → tensors on the device), ``sizes`` (what a dataset holds, known before
+  loading), ``activations``, ``models``, ``curvature`` (H, G and N products), ``estimators`` (traces, eigenpairs,
+  σ'' fractions, flatness, the measurements a run takes), ``steps`` (one training step per method), ``methods``
+  (the registry of steps and their hyperparameters), ``landscape`` (Fig. 7's weight-plane NME), ``report`` (the
+  curvature report for any classifier). They import no run or book module.
+- **the runs** — ``config`` (``Config`` and ``Record``), ``train`` (one run), ``results`` (the record store),
+  ``sweep`` (a grid of runs), ``distributed`` (torchrun). They import no book module.
+- **the book** — ``chapters`` (each chapter's parameters and runs), ``claims`` (the papers' claims and their
+  verdicts), ``stats`` (the verdicts' statistics), ``paper_b`` (Paper B's tables), ``plots``, ``book`` (what a
+  chapter notebook needs besides the science: parameters, the records shown, figures), ``calibration`` (the cpu
+  scale's appendix).
+
+Two leaves any layer may use: ``repo`` (the project root, the code's commit, atomic writes) and ``typecheck``.
 """
 import warnings
 
@@ -11,8 +22,9 @@ import warnings
 # deprecated: not ours to fix, and noise in every chapter's output.
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
 
+from .config import Config, Record  # noqa: E402
 from .results import RecordStore, store_for  # noqa: E402
-from .train import Config, Record, run  # noqa: E402
+from .train import run  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["Config", "Record", "run", "RecordStore", "store_for"]

@@ -1,5 +1,6 @@
 """What a chapter notebook needs besides the science: parameter checks, the best records the repo holds,
-captions with provenance, figure data as CSV, and myst-nb glue.
+captions with provenance, figure data as CSV, verdicts saved for the scoreboard, and myst-nb glue. A chapter
+opens with :func:`chapter` and talks to the :class:`ChapterResult` it returns.
 
 A chapter runs at the scale of its ``scale`` parameter. At smoke scale, when the committed store
 (``results/records``) already holds every run of the chapter's *full* grid, the chapter shows those records
@@ -11,14 +12,21 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import yaml
 
-from . import grids, results
+from . import chapters, claims, plots, report, results, stats
+from .config import Config
+from .repo import build_dir, write_atomic
 from .sweep import sweep
+from .train import run
+from .typecheck import conforms, name as type_name
 
-REPO = Path(__file__).resolve().parent.parent
-FIGURE_DATA = Path(os.environ.get("HESSREG_FIGURES", REPO / "_build" / "figures"))
+
+def figure_data_dir() -> Path:
+    """Where figures' data go as CSV: ``$HESSREG_FIGURES``, else ``<root>/_build/figures``."""
+    return Path(os.environ.get("HESSREG_FIGURES") or build_dir("figures"))
 
 
 def check_parameters(chapter: str, **values) -> dict:
@@ -27,41 +35,31 @@ def check_parameters(chapter: str, **values) -> dict:
     Returns the parameters as a dict. A wrong type raises ``TypeError`` naming the parameter and the type
     expected, before any training. A list or dict given as a string is read as YAML first: papermill's
     ``-p seeds '[0, 1]'`` passes the string ``'[0, 1]'`` (``-y 'seeds: [0, 1]'`` passes the list)."""
-    defaults = grids.load_params(chapter, "smoke")
+    defaults = chapters.load_params(chapter, "smoke")
     unknown = set(values) - set(defaults)
     if unknown:
         raise ValueError(f"unknown parameter(s) {sorted(unknown)} for {chapter}; valid: {', '.join(defaults)}")
     values = dict(values)
     for name, value in values.items():
         want = defaults[name]
+        hint = list[type(want[0])] if isinstance(want, list) and want else type(want)
         if isinstance(want, (list, dict)) and isinstance(value, str):
             try:
                 value = values[name] = yaml.safe_load(value)
             except yaml.YAMLError as e:
                 raise TypeError(f"parameter {name!r} of {chapter} must be {type(want).__name__}, got {value!r}, "
                                 f"which is not YAML ({str(e).splitlines()[0]})") from None
-        if want is None or value is None:
-            continue
-        numbers = (int, float)
-        ok = (isinstance(value, numbers) and not isinstance(value, bool) if isinstance(want, float)
-              else isinstance(value, type(want)))
-        if isinstance(want, list) and ok and want:
-            elem = type(want[0])
-            ok = all(isinstance(v, numbers) and not isinstance(v, bool) if elem is float else isinstance(v, elem)
-                     for v in value)
-        if not ok:
-            raise TypeError(f"parameter {name!r} of {chapter} must be {type(want).__name__}"
-                            f"{f' of {type(want[0]).__name__}' if isinstance(want, list) and want else ''}, "
-                            f"got {value!r}")
-    if values.get("scale") not in grids.SCALES:
-        raise ValueError(f"unknown scale {values.get('scale')!r}; valid choices: {', '.join(grids.SCALES)}")
+        if want is not None and value is not None and not conforms(value, hint):
+            raise TypeError(f"parameter {name!r} of {chapter} must be {type_name(hint)}, got {value!r}")
+    if values.get("scale") not in chapters.SCALES:
+        raise ValueError(f"unknown scale {values.get('scale')!r}; valid choices: {', '.join(chapters.SCALES)}")
     return defaults | values
 
 
 def parameters(chapter: str, namespace: dict) -> dict:
     """The chapter's parameters picked by name from the notebook's namespace (papermill injects them as
     variables), checked by :func:`check_parameters`."""
-    names = grids.load_params(chapter, "smoke")
+    names = chapters.load_params(chapter, "smoke")
     return check_parameters(chapter, **{k: namespace[k] for k in names if k in namespace})
 
 
@@ -101,6 +99,26 @@ class ChapterResult:
                 f"{', '.join(sorted(set(df['torch'])))}, commit {', '.join(commits)}, "
                 f"{df['wall_time_s'].sum() / 60:.1f} min of training")
 
+    def outcomes(self, frame: pd.DataFrame | None = None, labels: dict | None = None) -> pd.DataFrame:
+        """The runs (``frame``, default :attr:`frame`) with readable ``method_label`` and ``activation_label``
+        (``labels``: method names of the chapter's own) and each run's outcome, classified by
+        :func:`hessreg.stats.outcomes` with this scale's chance margin (``verdict: chance_margin``)."""
+        d = plots.with_labels(self.frame if frame is None else frame)
+        if labels:
+            d = d.assign(method_label=d["method"].map(lambda m: labels.get(m, m)))
+        return stats.outcomes(d, self.params["verdict"]["chance_margin"])
+
+    def figure(self, name: str, fig, what: str, **kw) -> None:
+        """The chapter's figure ``name`` (:func:`figure`) with :meth:`caption` of ``what``."""
+        figure(name, fig, self.caption(what), **kw)
+
+    def judge(self, claim: str, *parts) -> claims.Verdict:
+        """The verdict on ``claim`` (an id of :data:`hessreg.claims.CLAIMS`) from its ``parts`` at this scale,
+        saved for the scoreboard."""
+        verdict = claims.CLAIMS[claim].judge(self, *parts)
+        verdict.save(self.chapter)
+        return verdict
+
     def caption(self, what: str) -> str:
         seeds = self.frame["seed"].nunique() if not self.frame.empty else 0
         missing, requested = self.frame.attrs.get("missing", 0), self.frame.attrs.get("requested", len(self.frame))
@@ -115,23 +133,30 @@ def run_chapter(chapter: str, params: dict, *, progress: bool = True) -> Chapter
     scale = params["scale"]
     # committed records stand in for the smoke grid only when the reader asked for the default smoke grid
     # (a changed parameter — another method, more seeds — runs what was asked)
-    if scale == "smoke" and params == grids.load_params(chapter, "smoke"):
+    if scale == "smoke" and params == chapters.load_params(chapter, "smoke"):
         for shown in ("full", "cpu"):
-            if not (grids.PARAMS / chapter / f"{shown}.yaml").exists():
+            if not chapters.has_params(chapter, shown):
                 continue
-            p = grids.load_params(chapter, shown)
-            df = sweep(grids.configs(chapter, p), results.store_for(shown), train=False, progress=False)
+            p = chapters.load_params(chapter, shown)
+            df = sweep(chapters.configs(chapter, p), results.store_for(shown), train=False, progress=False)
             if df.attrs["missing"] == 0 or (shown == "cpu" and len(df)):
                 return ChapterResult(chapter, shown, df, p)
-    df = sweep(grids.configs(chapter, params), results.store_for(scale), progress=progress, desc=chapter)
+    df = sweep(chapters.configs(chapter, params), results.store_for(scale), progress=progress, desc=chapter)
     return ChapterResult(chapter, scale, df, params)
+
+
+def chapter(name: str, namespace: dict, *, progress: bool = True) -> ChapterResult:
+    """A chapter notebook's opening: its parameters picked from the notebook's ``namespace`` and checked
+    (:func:`parameters`), its runs (:func:`run_chapter`); says which scale's records are shown."""
+    result = run_chapter(name, parameters(name, namespace), progress=progress)
+    print(f"showing {result.scale} scale: {result.provenance}")
+    return result
 
 
 def save_figure_data(df: pd.DataFrame, label: str) -> Path:
     """Write a figure's data as ``<label>.csv`` beside the book's figures; returns the path."""
-    FIGURE_DATA.mkdir(parents=True, exist_ok=True)
-    path = FIGURE_DATA / f"{label}.csv"
-    results.write_atomic(path, df.to_csv(index=False))
+    path = figure_data_dir() / f"{label}.csv"
+    write_atomic(path, df.to_csv(index=False))
     return path
 
 
@@ -139,7 +164,6 @@ def figure(name: str, fig, caption: str, *, data: pd.DataFrame | None = None, cs
     """A chapter's numbered figure: ``fig`` glued as ``name`` and its caption as ``<name>_caption`` (the
     markdown's ``{glue:figure}`` shows them once), the data behind it written as ``<csv>.csv``, the figure closed
     (so the cell does not show it a second time)."""
-    import matplotlib.pyplot as plt
     if data is not None:
         save_figure_data(data, csv or name)
     glue(name, fig)
@@ -154,3 +178,13 @@ def glue(name: str, value) -> None:
     except ImportError:
         return
     _glue(name, value, display=False)
+
+
+def trained_report(config: Config, **kw) -> report.Report:
+    """Train ``config`` (:func:`hessreg.train.run`), then :func:`hessreg.report.report` on the first ``samples`` of
+    the images it was trained on; the report's ``meta`` holds the run's test accuracy and training time."""
+    record, model = run(config, return_model=True)
+    kw.setdefault("name", f"{config.model} {config.activation}")
+    out = report.report(model, config.dataset, train_size=config.train_size, device=config.device, **kw)
+    out.meta |= dict(test_acc=record.test_acc, train_seconds=record.wall_time_s)
+    return out

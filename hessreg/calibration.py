@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import grids, results, stats
+from . import chapters, results, stats
+from .repo import root
 from .sweep import sweep
-
-COST = results.REPO / "results" / "calibration" / "cost_cpu.json"
 
 
 def epochs_curve(frame: pd.DataFrame) -> pd.DataFrame:
@@ -33,8 +32,14 @@ def gonogo(frame: pd.DataFrame, epochs: int, chance_margin: float = 5.0) -> pd.D
     return out.round(2).reset_index()
 
 
-def step_costs(path: Path = COST) -> pd.DataFrame | None:
+def cost_path() -> Path:
+    """Where ``experiments/calibrate.py cost`` writes its step times: ``<root>/results/calibration/cost_cpu.json``."""
+    return root() / "results" / "calibration" / "cost_cpu.json"
+
+
+def step_costs(path: Path | None = None) -> pd.DataFrame | None:
     """``experiments/calibrate.py cost``'s step times per candidate and method, as a table (None if not run)."""
+    path = path or cost_path()
     if not Path(path).exists():
         return None
     r = json.loads(Path(path).read_text())
@@ -48,10 +53,10 @@ def grid_cost(scale: str = "cpu") -> pd.DataFrame:
     """Per chapter with a grid at ``scale``: runs requested and stored, and the training time of the stored
     ones (CPU seconds of one process; runs shared between chapters are counted in each)."""
     rows = []
-    for chapter in grids.GRIDS:
-        if not (grids.PARAMS / chapter / f"{scale}.yaml").exists():
+    for chapter in chapters.GRIDS:
+        if not chapters.has_params(chapter, scale):
             continue
-        df = sweep(grids.configs(chapter, grids.load_params(chapter, scale)), results.store_for(scale),
+        df = sweep(chapters.configs(chapter, chapters.load_params(chapter, scale)), results.store_for(scale),
                    train=False, progress=False)
         rows.append({"chapter": chapter, "runs": df.attrs["requested"], "stored": len(df),
                      "training minutes": round(df["wall_time_s"].sum() / 60, 1) if len(df) else 0.0})

@@ -1,9 +1,10 @@
 """Each chapter's experiment: its parameters (a papermill parameter file per scale) → the list of runs.
 
-The parameter files live in ``experiments/params/<chapter>/<scale>.yaml``; the chapter notebook's
-``parameters`` cell holds the smoke values (a test checks that they agree). A grid function is the only place a
-chapter's runs are defined, so the notebook, the papermill runner and the GPU sweep script (which needs no
-Jupyter) all run the same configs.
+The parameter files live in ``<root>/experiments/params/<chapter>/<scale>.yaml``, the root found by
+:func:`hessreg.repo.root` (``$HESSREG_ROOT``, the current directory or a parent, or the source checkout); the
+chapter notebook's ``parameters`` cell holds the smoke values (a test checks that they agree). A grid function is
+the only place a chapter's runs are defined, so the notebook, the papermill runner and the GPU sweep script
+(which needs no Jupyter) all run the same configs.
 """
 from __future__ import annotations
 
@@ -14,11 +15,21 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .sweep import grid
-from .train import Config
+from .config import Config, pretrain_spec
+from .repo import PARAMS, root
+from .sweep import grid, unique
 
-PARAMS = Path(__file__).resolve().parent.parent / "experiments" / "params"
 SCALES = ("smoke", "cpu", "full", "paper")
+
+
+def params_path(chapter: str, scale: str) -> Path:
+    """``<root>/experiments/params/<chapter>/<scale>.yaml`` (it may not exist: :func:`has_params`)."""
+    return root() / PARAMS / chapter / f"{scale}.yaml"
+
+
+def has_params(chapter: str, scale: str) -> bool:
+    """Whether ``chapter`` has a parameter file at ``scale`` (not every chapter has every scale)."""
+    return params_path(chapter, scale).exists()
 
 
 def load_params(chapter: str, scale: str) -> dict:
@@ -26,7 +37,7 @@ def load_params(chapter: str, scale: str) -> dict:
     check_chapter(chapter)
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; valid choices: {', '.join(SCALES)}")
-    path = PARAMS / chapter / f"{scale}.yaml"
+    path = params_path(chapter, scale)
     if not path.exists():
         raise FileNotFoundError(f"no {scale} parameters for chapter {chapter!r}: {path}")
     return yaml.safe_load(path.read_text())
@@ -116,10 +127,9 @@ def nso_base(p: dict, **fields) -> Config:
     """Paper B's fine-tuning run: Adam(amsgrad), StepLR, a validation split, pretrained init, flatness measured
     after training. ``init: pretrain`` pretrains ``model`` on ``pretrain_dataset`` (cached, once); any other
     ``init`` (``imagenet:resnet34``) is passed through."""
-    from . import transfer
     init = p["init"]
     if init == "pretrain":
-        init = transfer.pretrain_spec(dataset=p["pretrain_dataset"], model=p["model"], epochs=p["pretrain_epochs"],
+        init = pretrain_spec(dataset=p["pretrain_dataset"], model=p["model"], epochs=p["pretrain_epochs"],
                                       train_size=p["pretrain_size"])
     return Config(dataset=p["dataset"], train_size=p["train_size"], test_size=p["test_size"],
                   val_size=p["val_size"], model=p["model"], optimizer=p["optimizer"], lr=p["lr"],
@@ -156,7 +166,6 @@ def nso_ablations(p: dict) -> list[Config]:
     runs += grid(base, method=["nso"], sigma=[p["sigma"]], k=[1], two_sided=[True],
                  weight_decay=p["weight_decays"], seed=p["seeds"])
     runs += grid(base, method=["sgd"], weight_decay=p["weight_decays"], seed=p["seeds"])
-    from .sweep import unique
     return unique(runs)
 
 
@@ -178,14 +187,14 @@ GRIDS: dict[str, Callable[[dict], list[Config]]] = {
 }
 
 
-def chapters() -> list[str]:
+def names() -> list[str]:
     """Every chapter with parameter files, in book order (a chapter without runs has no GRIDS entry)."""
-    return sorted(p.name for p in PARAMS.iterdir() if (p / "smoke.yaml").exists())
+    return sorted(p.name for p in (root() / PARAMS).iterdir() if (p / "smoke.yaml").exists())
 
 
 def check_chapter(chapter: str) -> None:
-    if chapter not in chapters():
-        raise ValueError(f"unknown chapter {chapter!r}; valid choices: {', '.join(chapters())}")
+    if chapter not in names():
+        raise ValueError(f"unknown chapter {chapter!r}; valid choices: {', '.join(names())}")
 
 
 def configs(chapter: str, params: dict) -> list[Config]:

@@ -18,10 +18,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .results import REPO, write_atomic
-from .stats import STATUSES, Interval, Part, _directional, _directional_rule
+from .chapters import load_params
+from .landscape import area_within, max_nme_off_boundaries, nme_mass_within, quadratic_residual
+from .paper_b import settings_table
+from .repo import build_dir, write_atomic
+from .stats import STATUSES, Interval, Part, _directional, _directional_rule, slope
 
-VERDICTS = Path(os.environ.get("HESSREG_VERDICTS", REPO / "_build" / "verdicts"))
+
+def verdicts_dir() -> Path:
+    """Where chapters save their verdicts for the scoreboard: ``$HESSREG_VERDICTS``, else
+    ``<root>/_build/verdicts``."""
+    return Path(os.environ.get("HESSREG_VERDICTS") or build_dir("verdicts"))
 
 
 # ------------------------------------------------------------------------------------------------ claims
@@ -101,7 +108,7 @@ class Verdict:
                 "rule": self.rule, "paper": self.claim.paper}
 
     def save(self, chapter: str) -> Path:
-        path = VERDICTS / f"{self.claim.id}.json"
+        path = verdicts_dir() / f"{self.claim.id}.json"
         write_atomic(path, json.dumps(self.to_dict() | {"chapter": chapter}, indent=1, allow_nan=False,
                                       default=str))
         return path
@@ -150,10 +157,10 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in (
 )}
 
 
-def scoreboard(verdicts: Path = VERDICTS) -> pd.DataFrame:
-    """One row per claim with the verdict the last build saved (``not run`` if none): scale, seeds, the
-    headline effect (estimate ± SE) and the statistic."""
-    from .grids import load_params
+def scoreboard(verdicts: Path | None = None) -> pd.DataFrame:
+    """One row per claim with the verdict the last build saved in ``verdicts`` (default :func:`verdicts_dir`;
+    ``not run`` if none): scale, seeds, the headline effect (estimate ± SE) and the statistic."""
+    verdicts = verdicts or verdicts_dir()
     rows = []
     for c in CLAIMS.values():
         path = Path(verdicts) / f"{c.id}.json"
@@ -221,7 +228,6 @@ def fraction_slopes(metrics: pd.DataFrame, method: str, *, min_effect: float = 0
     log10(fraction of σ'' ≠ 0) against log10 β, (1) at initialization (< 0) and (2) after training minus at
     initialization (< 0: falls faster after training). Runs of ``method`` only, so that the initial measurement
     — the same weights for every method of a seed — is counted once."""
-    from .stats import slope
     m = metrics[(metrics["name"] == "nonzero_d2") & (metrics["method"] == method)]
     m = m.assign(logf=np.log10(m["total"].clip(lower=1e-12)))
     unit = "decades per decade of β"
@@ -241,7 +247,6 @@ def select(d: pd.DataFrame, by: str = "method", metric: str = "val_acc") -> pd.D
     """The runs (all seeds) of each group's setting with the highest mean ``metric`` over seeds; a setting with
     a diverged or collapsed seed counts as −∞. Test accuracy is never looked at. ``d`` from
     :func:`hessreg.stats.outcomes`."""
-    from .transfer import settings_table
     if metric not in d or d[metric].isna().all():
         raise ValueError(f"no {metric} in the records: selection by validation needs Config.val_size")
     table = settings_table(d, by, metric)
@@ -307,7 +312,6 @@ def nme_landscape(fig7, scale: str, band: float = 3.0, mass: float = 0.9, max_ar
     (iii) ≥ ``mass`` of the β-GELU NME mass lies within ``band``/β of a boundary while that band covers at most
     ``max_area`` of the grid; not reproduced if any fails; inconclusive if the grid resolves 1/β with fewer
     than 2 steps."""
-    from .landscape import area_within, max_nme_off_boundaries, nme_mass_within, quadratic_residual
     relu, gelu = fig7.relu, fig7.gelu
     relu_max, quad = max_nme_off_boundaries(relu), quadratic_residual(relu)
     d = band / gelu.beta

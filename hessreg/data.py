@@ -6,6 +6,12 @@ done on the device per batch (airbench-style: no DataLoader, no host round trip 
 Large image folders (ImageNet, the NSO fine-tuning sets) stream through a torchvision DataLoader behind the
 same ``train_batches``/``test_batches`` interface.
 
+Datasets (:data:`LOADERS`, :data:`FOLDER_DATASETS`): ``fashion_mnist``, ``cifar10``, ``digits`` (Paper B's
+offline fine-tuning stand-in: scikit-learn's UCI digits, a fixed test split of :data:`DIGITS_TEST` images),
+``imagenet`` and ``image_folder`` (``train/`` and ``val/``), ``image_folder_splits`` (``train/``, ``val/`` for
+model selection and ``test/``: Paper B's protocol). How many examples each holds, known before loading:
+:mod:`hessreg.sizes`.
+
 Fashion-MNIST is looked for, in order, in: an explicit ``root``; ``$HESSREG_DATA``; Debian's
 ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``); torchvision's download (online only).
 """
@@ -16,7 +22,7 @@ import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -111,6 +117,32 @@ def load_cifar10_arrays(root=None):
         raise DataNotFoundError(f"CIFAR-10 not found under {root}/cifar-10-batches-py ({e}). Download it with "
                                 "torchvision.datasets.CIFAR10(root, download=True) where there is internet.") from None
     return tr.data, np.asarray(tr.targets), te.data, np.asarray(te.targets)
+
+
+# Paper B's offline stand-in: the six fine-tuning sets cannot be fetched here, so the book fine-tunes on
+# scikit-learn's copy of the UCI handwritten digits (1,797 8×8 images, 0–16 grey levels) upsampled to 28×28: a
+# real domain shift from Fashion-MNIST (clothes → digits) with few labels.
+DIGITS_TEST = 797  # fixed test split; the other 1,000 images are the training pool (val_size is taken from it)
+DIGITS_SEED = DATA_SEED + 3
+
+
+def load_digits_arrays(size: int = 28) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """UCI handwritten digits (scikit-learn's copy): 8×8 images at 0–16 scaled to 0–255 and upsampled to
+    ``size``×``size`` bilinearly; a fixed random split into a training pool and :data:`DIGITS_TEST` test images.
+    Returns float arrays (N, size, size) on the 0–255 scale and integer labels."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise DataNotFoundError("the digits transfer task needs scikit-learn, which ships the UCI handwritten "
+                                "digits: pip install scikit-learn") from None
+    d = load_digits()
+    x = torch.as_tensor(d.images, dtype=torch.float32)[:, None] * (255.0 / 16.0)
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    x = x[:, 0].clamp(0, 255).numpy()
+    y = np.asarray(d.target, dtype=np.int64)
+    perm = np.random.default_rng(DIGITS_SEED).permutation(len(y))
+    test, pool = np.sort(perm[:DIGITS_TEST]), np.sort(perm[DIGITS_TEST:])
+    return x[pool], y[pool], x[test], y[test]
 
 
 # --------------------------------------------------------------------------------------------- on the device
@@ -219,159 +251,6 @@ def tensor_data(name: str, x_train: np.ndarray, y_train, x_test, y_test, num_cla
                       xval, None if val is None else y_train[val].to(device))
 
 
-# name → loader(train_size, test_size, val_size, device, root) -> TensorData. Other modules (the transfer task
-# of ``hessreg.transfer``) register theirs, so this dict is the single list of in-memory datasets.
-LOADERS: dict[str, Callable[..., TensorData]] = {
-    "fashion_mnist": lambda tr, te, va, device, root: tensor_data(
-        "fashion_mnist", *load_fashion_mnist_arrays(root), 10, tr, te, device, pad=2, val_size=va),
-    "cifar10": lambda tr, te, va, device, root: tensor_data(
-        "cifar10", *load_cifar10_arrays(root), 10, tr, te, device, pad=4, val_size=va),
-}
-FOLDER_DATASETS = ("imagenet", "image_folder")
-
-
-@functools.lru_cache(maxsize=4)
-def _cached(name: str, train_size, test_size, val_size, device: str, root) -> TensorData:
-    return LOADERS[name](train_size, test_size, val_size, device, root)
-
-
-def load(name: str, train_size: int | None = None, test_size: int | None = None, device="cpu", root=None,
-         val_size: int | None = None):
-    """Dataset ``name`` ready for training: :class:`TensorData` or :class:`FolderData`."""
-    check_dataset(name)
-    if name in FOLDER_DATASETS:
-        if val_size:
-            raise ValueError(f"{name}: a validation split of an image folder is its own val/ folder; "
-                             "val_size is for in-memory datasets")
-        return FolderData.from_root(root or os.environ.get("HESSREG_DATA"), name, device, train_size)
-    return _cached(name, train_size, test_size, val_size, str(device), None if root is None else str(root))
-
-
-def check_dataset(name: str) -> None:
-    valid = (*LOADERS, *FOLDER_DATASETS)
-    if name not in valid:
-        raise ValueError(f"unknown dataset {name!r}; valid choices: {', '.join(valid)}")
-
-
-# ------------------------------------------------------------------------------- sizes, known before loading
-
-class Sizes(NamedTuple):
-    """How many examples a dataset holds, known without loading it: its training pool, its test set and, for
-    image folders with their own validation folder, that folder (``None`` for in-memory datasets, whose
-    validation split ``val_size`` is taken out of the training pool)."""
-
-    train: int
-    test: int
-    val: int | None = None
-
-
-# Fixed splits. digits: scikit-learn's 1,797 UCI images, of which hessreg.transfer holds DIGITS_TEST = 797 out
-# as the test set (tests/test_faults.py checks that these agree with the loaders).
-KNOWN_SIZES = {"fashion_mnist": Sizes(60000, 10000), "cifar10": Sizes(50000, 10000), "digits": Sizes(1000, 797)}
-CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-
-
-def _idx_count(path: Path) -> int:
-    """The number of items in an IDX file, read from its header (first dimension) without reading the data."""
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        head = f.read(8)
-    if len(head) < 8 or head[:2] != b"\x00\x00":
-        raise ValueError(f"{path} is not an IDX file")
-    return int.from_bytes(head[4:8], "big")
-
-
-def _count_images(folder: Path) -> int:
-    """Image files in ``folder/<class>/`` (what torchvision's ImageFolder would load), without opening them.
-    Counted once per process while no class folder changes (ImageNet's 1.28M files take seconds to list, and
-    every run checks its sizes)."""
-    classes = sorted(d for d in folder.iterdir() if d.is_dir())
-    return _count_images_in(tuple((str(d), d.stat().st_mtime_ns) for d in classes))
-
-
-@functools.lru_cache(maxsize=16)
-def _count_images_in(classes: tuple[tuple[str, int], ...]) -> int:
-    from torchvision.datasets.folder import IMG_EXTENSIONS
-    return sum(1 for d, _ in classes for f in Path(d).rglob("*") if f.suffix.lower() in IMG_EXTENSIONS and f.is_file())
-
-
-def dataset_sizes(name: str, root: str | os.PathLike | None = None) -> Sizes | None:
-    """The sizes of dataset ``name`` (see :class:`Sizes`), found without loading any tensor; ``None`` for a
-    dataset registered in :data:`LOADERS` whose sizes this function does not know.
-
-    Looks the data up as its loader would, so missing data raises :class:`DataNotFoundError` here, before any
-    training: Fashion-MNIST's counts come from its IDX headers (a download when it is nowhere, as ``load``
-    would), CIFAR-10's files must be there, image folders are counted file by file."""
-    check_dataset(name)
-    if name == "fashion_mnist":
-        d = find_fashion_mnist(root)
-        return Sizes(_idx_count(d / FASHION_MNIST_FILES["train_labels"]),
-                     _idx_count(d / FASHION_MNIST_FILES["test_labels"]))
-    if name == "cifar10":  # the official split: its pickles are read only by the loader
-        where = root or os.environ.get("HESSREG_DATA")
-        base = Path(where) / "cifar-10-batches-py" if where else None
-        missing = [f for f in CIFAR10_FILES if base is None or not (base / f).exists()]
-        if missing:
-            raise DataNotFoundError(
-                f"CIFAR-10 not found: expected {base or '<root>/cifar-10-batches-py'} holding {', '.join(missing)} "
-                "(root=<folder> or $HESSREG_DATA; torchvision's layout: get it with "
-                "torchvision.datasets.CIFAR10(root, download=True) on a machine with internet).")
-        return KNOWN_SIZES["cifar10"]
-    if name == "digits":
-        import sklearn.datasets  # noqa: F401  (the loader's one requirement; ImportError says so)
-        return KNOWN_SIZES["digits"]
-    if name in FOLDER_DATASETS or name == "image_folder_splits":
-        root = root or os.environ.get("HESSREG_DATA")
-        splits = ("train", "val", "test") if name == "image_folder_splits" else ("train", "val")
-        missing = [s for s in splits if not root or not (Path(root) / s).is_dir()]
-        if missing:
-            raise DataNotFoundError(
-                f"{name}: expected an ImageFolder tree at root=<folder> or $HESSREG_DATA with "
-                f"{', '.join(s + '/<class>/' for s in splits)} subfolders of images; got {root!r} "
-                f"(missing: {', '.join(missing)}).")
-        n = {s: _count_images(Path(root) / s) for s in splits}
-        if name == "image_folder_splits":
-            return Sizes(n["train"], n["test"], n["val"])
-        return Sizes(n["train"], n["val"])  # FolderData tests on val/
-    return None
-
-
-def check_sizes(name: str, *, train_size: int | None, test_size: int | None, val_size: int | None,
-                batch_size: int, root: str | os.PathLike | None = None, sizes: Sizes | None = None) -> None:
-    """Raise ``ValueError`` naming the field, its value and what the dataset has, for sizes the data cannot
-    give: a subset larger than its pool (never clipped silently: ``train_size=70000`` would otherwise train on
-    all 60,000 images under another key than ``train_size=None``), a validation split that leaves no training
-    data, fewer training examples than one batch, a ``test_size`` or ``val_size`` the dataset does not use.
-    ``sizes`` saves the lookup (:func:`dataset_sizes`) when the caller has it."""
-    sizes = sizes or dataset_sizes(name, root)
-    if sizes is None:
-        return
-    folder = name in FOLDER_DATASETS or sizes.val is not None
-    if name in FOLDER_DATASETS and val_size is not None:
-        raise ValueError(f"val_size={val_size}: {name} has no validation split of its own (its val/ folder is "
-                         "the test set); use val_size=None, or dataset image_folder_splits (train/, val/, test/)")
-    if folder and test_size is not None:
-        which = "test/" if sizes.val is not None else "val/"
-        raise ValueError(f"test_size={test_size}: {name} tests on its whole {which} folder ({sizes.test} images); "
-                         "use test_size=None")
-    pool, pool_text = sizes.train, f"{sizes.train} training examples"
-    if not folder and val_size is not None:  # image_folder_splits: val_size caps val/ ("1000000 = all")
-        if val_size >= sizes.train:
-            raise ValueError(f"val_size={val_size} leaves no training data: {name} has {sizes.train} training "
-                             f"examples; use val_size < {sizes.train}")
-        pool -= val_size
-        pool_text = f"{pool} training examples ({sizes.train} minus val_size={val_size})"
-    if train_size is not None and train_size > pool:
-        raise ValueError(f"train_size={train_size} is more than {name} has: {pool_text}; use train_size ≤ "
-                         f"{pool}, or None for all of them")
-    if (train_size or pool) < batch_size:
-        raise ValueError(f"batch_size={batch_size} is more than the {train_size or pool} training examples of "
-                         f"{name}: no full batch; use batch_size ≤ {train_size or pool}")
-    if test_size is not None and test_size > sizes.test:
-        raise ValueError(f"test_size={test_size} is more than {name}'s {sizes.test} test examples; use "
-                         f"test_size ≤ {sizes.test}, or None for all of them")
-
-
 # ---------------------------------------------------------------------------------- folders of image files
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -434,3 +313,76 @@ class FolderData:
     def test_batches(self, batch_size=256):
         return self._in_order(self.test, batch_size)
 
+
+class FolderSplits(FolderData):
+    """An ImageFolder tree with a validation split: ``train/`` (trained on), ``val/`` (model selection) and
+    ``test/`` (reported), each ``<class>/<image>``. :class:`FolderData` tests on ``val/`` and has no validation
+    split; Paper B selects hyperparameters on validation data, so its paper scale uses this."""
+
+    def __init__(self, name, train, test, device, val, num_workers: int = 4):
+        super().__init__(name, train, test, device, num_workers)
+        self.val = val
+
+    def val_batches(self, batch_size=256):
+        return self._in_order(self.val, batch_size)
+
+
+def load_folder_splits(train_size, test_size, val_size, device, root) -> FolderSplits:
+    """``image_folder_splits``: see :class:`FolderSplits`. ``val_size`` caps the validation images used (a fixed
+    random subset); ``test_size`` is ignored (the whole ``test/`` folder is the test set)."""
+    root = root or os.environ.get("HESSREG_DATA")
+    missing = [d for d in ("train", "val", "test") if not root or not (Path(root) / d).is_dir()]
+    if missing:
+        raise DataNotFoundError(
+            f"image_folder_splits: expected an ImageFolder tree at root=<folder> or $HESSREG_DATA with train/, "
+            f"val/ and test/ subfolders, each holding <class>/<image> files; got {root!r} (missing: "
+            f"{', '.join(missing)}). Paper B's six datasets: split each into that layout.")
+    base = FolderData.from_root(root, "image_folder_splits", device, train_size)
+    val = base.test  # FolderData reads val/ with the evaluation transforms
+    if val_size is not None and val_size < len(val):
+        keep = _subset(len(val), val_size, DATA_SEED + 2)
+        val.samples = [val.samples[i] for i in keep]
+        val.targets = [t for _, t in val.samples]
+    test = torchvision.datasets.ImageFolder(str(Path(root) / "test"), folder_transforms(False))
+    if test.classes != base.train.classes or val.classes != base.train.classes:
+        raise ValueError(f"image_folder_splits: train/, val/ and test/ under {root} must hold the same classes")
+    return FolderSplits("image_folder_splits", base.train, test, str(device), val)
+
+
+# --------------------------------------------------------------------------------------------- every dataset
+
+# name → loader(train_size, test_size, val_size, device, root): the datasets loaded once and cached (in memory,
+# and image folders with a validation split); the other image folders (FOLDER_DATASETS) stream.
+LOADERS: dict[str, Callable[..., TensorData | FolderSplits]] = {
+    "fashion_mnist": lambda tr, te, va, device, root: tensor_data(
+        "fashion_mnist", *load_fashion_mnist_arrays(root), 10, tr, te, device, pad=2, val_size=va),
+    "cifar10": lambda tr, te, va, device, root: tensor_data(
+        "cifar10", *load_cifar10_arrays(root), 10, tr, te, device, pad=4, val_size=va),
+    "digits": lambda tr, te, va, device, root: tensor_data(
+        "digits", *load_digits_arrays(), 10, tr, te, device, pad=2, val_size=va),
+    "image_folder_splits": load_folder_splits,
+}
+FOLDER_DATASETS = ("imagenet", "image_folder")
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(name: str, train_size, test_size, val_size, device: str, root) -> TensorData:
+    return LOADERS[name](train_size, test_size, val_size, device, root)
+
+
+def load(name: str, train_size: int | None = None, test_size: int | None = None, device="cpu", root=None,
+         val_size: int | None = None):
+    """Dataset ``name`` ready for training: :class:`TensorData` or :class:`FolderData`."""
+    check_dataset(name)
+    if name in FOLDER_DATASETS:
+        if val_size:
+            raise ValueError(f"{name}: a validation split of an image folder is its own val/ folder; "
+                             "val_size is for in-memory datasets")
+        return FolderData.from_root(root or os.environ.get("HESSREG_DATA"), name, device, train_size)
+    return _cached(name, train_size, test_size, val_size, str(device), None if root is None else str(root))
+
+
+def check_dataset(name: str) -> None:
+    valid = (*LOADERS, *FOLDER_DATASETS)
+    if name not in valid:
+        raise ValueError(f"unknown dataset {name!r}; valid choices: {', '.join(valid)}")

@@ -14,6 +14,9 @@ rejects in-place writes of transformed values), and on CPU its native kernel ref
 - ``primitive = True`` computes y = (x − μ_B)/√(σ²_B + ε)·γ + β from elementary ops, which autograd
   differentiates to any order on any device; the default native kernel is faster (cuDNN) and is enough up to
   2nd order. :func:`batchnorm_mode` switches both for a block of code.
+
+Also here: a pretrained backbone loaded under a new head (:func:`load_backbone`, fine-tuning) and the device a
+model runs on (:func:`resolve_device`).
 """
 from __future__ import annotations
 
@@ -197,6 +200,35 @@ def load_pretrained_state(name: str) -> dict:
             f"{weights.url} on a machine with internet and copy it there (or set TORCH_HOME).") from None
 
 
+def head_name(model: nn.Module) -> str:
+    """The classification head: the last ``nn.Linear`` among the model's modules."""
+    heads = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not heads:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear head")
+    return heads[-1]
+
+
+def load_backbone(model: nn.Module, state: dict) -> list[str]:
+    """Copy every entry of ``state`` into ``model`` except the head's (:func:`head_name`), which stays as built —
+    a new head, as in fine-tuning; returns the names copied. Every non-head entry of the model must be in
+    ``state`` with the same shape (else ``ValueError`` listing the mismatches): a backbone is loaded whole or not
+    at all."""
+    head = head_name(model) + "."
+    own = model.state_dict()
+    body = [k for k in own if not k.startswith(head)]
+    missing = [k for k in body if k not in state]
+    wrong = [f"{k}: model {tuple(own[k].shape)} vs weights {tuple(state[k].shape)}"
+             for k in body if k in state and own[k].shape != state[k].shape]
+    extra = [k for k in state if k not in own and not k.startswith(head)]
+    if missing or wrong or extra:
+        raise ValueError("pretrained weights do not fit the model's backbone: "
+                         f"missing {missing[:5]}, shape mismatches {wrong[:5]}, unexpected {extra[:5]}")
+    with torch.no_grad():
+        for k in body:
+            own[k].copy_(state[k].to(own[k].device, own[k].dtype))
+    return body
+
+
 def torchvision_resnet(name: str, num_classes: int, in_channels: int = 3, activation: str = "relu",
                        beta: float = 1.0, pretrained: bool = False) -> nn.Module:
     """torchvision's ResNet with :class:`BatchNorm`, any activation, optionally ImageNet weights, new head."""
@@ -247,3 +279,15 @@ def build_model(name: str, num_classes: int, in_channels: int, image_size: int, 
         return WideResNet(int(m[1]), int(m[2]), num_classes, in_channels, activation, beta)
     m = MODEL_PATTERNS["resnet18|resnet34|resnet50[-pretrained]"].fullmatch(name)
     return torchvision_resnet(m[1], num_classes, in_channels, activation, beta, pretrained=bool(m[2]))
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto``: CUDA if available. CUDA means the current device (under torchrun, ``cuda:LOCAL_RANK``)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' requested but CUDA is not available; use device='auto' or 'cpu'")
+    return torch.device("cuda", torch.cuda.current_device()) if device == "cuda" else torch.device(device)

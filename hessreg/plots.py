@@ -1,11 +1,13 @@
 """The book's figures: seaborn, mean ± standard deviation over seeds, every seed visible."""
 from __future__ import annotations
 
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.colors import LogNorm, PowerNorm
+
+from .landscape import Boundary
 
 
 def style() -> None:
@@ -13,8 +15,9 @@ def style() -> None:
 
 
 def metric_by_group(df: pd.DataFrame, x: str, metric: str = "test_acc", order=None, ax=None,
-                    ylabel: str | None = None):
-    """Mean ± sd per category (points with error bars) over the individual seeds (dots)."""
+                    ylabel: str | None = None, rotate: float = 0):
+    """Mean ± sd per category (points with error bars) over the individual seeds (dots); categories in the
+    order they appear (or ``order``), their names turned by ``rotate`` degrees."""
     ax = ax or plt.subplots(figsize=(6, 3.5))[1]
     scale = 100 if metric.endswith("acc") else 1
     d = df.assign(_y=df[metric] * scale)
@@ -23,7 +26,18 @@ def metric_by_group(df: pd.DataFrame, x: str, metric: str = "test_acc", order=No
                   markers="D", color="C0")
     ax.set_ylabel(ylabel or ("test accuracy (%)" if metric == "test_acc" else metric))
     ax.set_xlabel("")
+    if rotate:
+        ax.tick_params(axis="x", labelrotation=rotate)
+        ax.figure.tight_layout()
     return ax
+
+
+def metric_panels(df: pd.DataFrame, x: str, metrics: dict[str, str], rotate: float = 0):
+    """:func:`metric_by_group` side by side, one panel per metric (``metrics``: column → axis label)."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.8))
+    for ax, (metric, label) in zip(axes, metrics.items()):
+        metric_by_group(df, x, metric=metric, ax=ax, ylabel=label, rotate=rotate)
+    return fig
 
 
 METHOD_LABELS = {"sgd": "SGD", "sam": "SAM", "asam": "ASAM", "psam": "PSAM", "pusam": "PUSAM",
@@ -43,12 +57,14 @@ def with_labels(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def curves(df: pd.DataFrame, x: str, hue: str, col: str | None = None, metric: str = "test_acc",
-           xlabel: str | None = None, logx: bool = True, baseline: str | None = "sgd"):
+           xlabel: str | None = None, logx: bool = True, baseline: str | None = "sgd",
+           baseline_label: str = "SGD"):
     """Paper-style sweep figure: ``metric`` vs ``x`` (log axis) for every ``hue`` (mean ± sd over seeds, seeds as
-    dots), one panel per ``col``; runs of the ``baseline`` method (SGD) drawn as dashed lines with ± sd bands,
-    one per activation in the panel (``baseline=None``: every method is a curve). With an ``outcome`` column
-    (:func:`hessreg.stats.outcomes`), collapsed and diverged runs are marked ×. Returns the figure."""
-    reg, sgd = df[df["method"] != baseline], df[df["method"] == baseline]
+    dots), one panel per ``col``; runs of the ``baseline`` method drawn as dashed lines with ± sd bands, one per
+    activation in the panel, named ``"<baseline_label>, <activation>"`` (``baseline=None``: every method is a
+    curve). With an ``outcome`` column (:func:`hessreg.stats.outcomes`), collapsed and diverged runs are marked ×.
+    Returns the figure."""
+    reg, base_runs = df[df["method"] != baseline], df[df["method"] == baseline]
     panels = [None] if col is None else list(dict.fromkeys(reg[col]))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), sharey=True, squeeze=False)
     scale = 100 if metric.endswith("acc") else 1
@@ -66,11 +82,11 @@ def curves(df: pd.DataFrame, x: str, hue: str, col: str | None = None, metric: s
                     ax.scatter(bad[x], bad["_y"], marker=marker, color="k", s=28, zorder=5,
                                label=f"{outcome} ({len(bad)} runs)")
         for i, act in enumerate(dict.fromkeys(d["activation"])):
-            base = sgd[sgd["activation"] == act][metric] * scale
+            base = base_runs[base_runs["activation"] == act][metric] * scale
             if len(base):
                 m, s = base.mean(), base.std() if len(base) > 1 else 0.0
                 ax.axhline(m, color="0.3", ls=("--", ":", "-.")[i % 3], lw=1,
-                           label=f"SGD, {ACTIVATION_LABELS.get(act, act)}")
+                           label=f"{baseline_label}, {ACTIVATION_LABELS.get(act, act)}")
                 ax.axhspan(m - s, m + s, color="0.3", alpha=0.07)
         if logx:
             ax.set_xscale("log")
@@ -82,14 +98,45 @@ def curves(df: pd.DataFrame, x: str, hue: str, col: str | None = None, metric: s
     return fig
 
 
+def penalty_trajectories(history: pd.DataFrame):
+    """The epoch-mean penalty estimate along training (``history``: :attr:`hessreg.book.ChapterResult.history`
+    with labels), one line per run, on a symmetric-log y axis around 0."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    sns.lineplot(data=history, x="epoch", y="penalty", hue="method_label", units="seed", estimator=None, marker="o",
+                 ax=ax)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_ylabel("penalty's trace estimate")
+    ax.legend(title=None)
+    return fig
+
+
+def nonzero_fractions(metrics: pd.DataFrame):
+    """The fraction of non-zero σ'' against β (log-log), at initialization and after training (``when``), one line
+    style per method; ``metrics``: the ``nonzero_d2`` rows of :attr:`hessreg.book.ChapterResult.metrics` with
+    labels. Mean ± sd over seeds."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    sns.lineplot(data=metrics, x="beta", y="total", hue="when", style="method_label", errorbar="sd", marker="o",
+                 ax=ax)
+    ax.set(xscale="log", yscale="log", xlabel="β (β-GELU sharpness)", ylabel="fraction of σ'' ≠ 0")
+    return fig
+
+
+def accuracy_vs_epochs(curve: pd.DataFrame):
+    """Test accuracy (%) against the number of epochs (log₂ axis) per activation: mean ± sd, seeds as dots
+    (``curve``: :func:`hessreg.calibration.epochs_curve`)."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    sns.lineplot(data=curve, x="epochs", y="test_acc_pct", hue="activation", errorbar="sd", marker="o", ax=ax)
+    sns.scatterplot(data=curve, x="epochs", y="test_acc_pct", hue="activation", legend=False, alpha=0.4, ax=ax)
+    ax.set_xscale("log", base=2)
+    ax.set_ylabel("test accuracy (%)")
+    return fig
+
+
 def nme_landscape(fig7, nme_floor: float = 1e-6, band: float = 3.0):
     """Paper A Fig. 7 from :func:`hessreg.landscape.figure7`'s result. 2×2 panels: loss (top, square-root colour scale: colour ∝ |f − y|) and ‖N‖_F (bottom, log colour scale,
     values below ``nme_floor`` × max shown at the floor), ReLU (left) and β-GELU (right); the analytic boundaries
     h_i = 0 as dashed lines, and on the β-GELU NME panel the band edges |h_i| = ``band``/β as dotted lines."""
-    from matplotlib.colors import LogNorm, PowerNorm
-
-    from .landscape import Boundary
-
     fig, axes = plt.subplots(2, 2, figsize=(10, 8.4), sharex=True, sharey=True, constrained_layout=True)
     rs = (fig7.relu, fig7.gelu)
     top = max(float(r.nme_norm.max()) for r in rs)

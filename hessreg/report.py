@@ -9,11 +9,11 @@ parameters one module owns); for A ∈ {H, G, N} the report estimates each diago
 
     tr A_gg = E_v[v_gᵀ A_gg v_g]   (Hutchinson, Rademacher v_g with E[v vᵀ] = I; standard error sd/√k)
 
-with :func:`hessreg.curvature.hutchinson_trace` on that layer alone, or exactly (``exact``: Σ_i e_iᵀ A e_i, one
+with :func:`hessreg.estimators.hutchinson_trace` on that layer alone, or exactly (``exact``: Σ_i e_iᵀ A e_i, one
 product per parameter: small models). tr A = Σ_g tr A_gg: the total's per-probe samples are the sums of the
 layers' (independent probes per layer). A layer's H, G and N share their probes, so vᵀHv = vᵀGv + vᵀNv probe by
 probe; ``meta['identity_residual']`` is the largest violation relative to max |vᵀHv|. Also the top eigenvalues of
-H and G (Lanczos, :func:`hessreg.curvature.top_eigen`) and, per activation module, the fraction of its inputs h
+H and G (Lanczos, :func:`hessreg.estimators.top_eigen`) and, per activation module, the fraction of its inputs h
 with σ''(h) ≠ 0 as autodiff sees it. BatchNorm normalises with running statistics, or with each batch's
 (``train_mode``); dropout is off (one draw of a random function has no well-defined curvature).
 
@@ -38,7 +38,7 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from . import curvature, data, models, train
+from . import curvature, data, estimators, models
 
 Batch = tuple[Tensor, Tensor]
 # Elementwise activations whose σ'' autodiff computes from the module itself (at a kink it returns σ'' = 0).
@@ -186,8 +186,8 @@ def _block_samples(model: nn.Module, batches: list[Batch], kind: str, names: lis
     """Hutchinson: the k values vᵀA_gg v (mean: tr A_gg). Exact: the diagonal entries A_ii (sum: tr A_gg)."""
     if not exact:  # the same seed for H, G and N of a layer: paired probes
         gen = torch.Generator(next(model.parameters()).device).manual_seed(seed)
-        return curvature.hutchinson_trace(model, batches, curvature=kind, params=names, n_probes=probes,
-                                          probe_batch=probe_batch, train_mode=train_mode, generator=gen).samples
+        return estimators.hutchinson_trace(model, batches, curvature=kind, params=names, n_probes=probes,
+                                           probe_batch=probe_batch, train_mode=train_mode, generator=gen).samples
     theta = curvature.select_params(model, names)
     sizes, ref = [t.numel() for t in theta.values()], next(iter(theta.values()))
     diag = []
@@ -203,13 +203,13 @@ def _activations(model: nn.Module, batches: list[Batch], train_mode: bool) -> pd
     """Per activation module, its inputs with σ''(h) ≠ 0 (autodiff of the module itself, forward hooks). Leaf
     modules of types hessreg does not know are listed as 'unknown', never guessed; activations called as
     functions (``F.relu`` in a forward) are invisible to hooks."""
-    known = {**curvature.activation_modules(model),
+    known = {**estimators.activation_modules(model),
              **{n: m for n, m in model.named_modules() if isinstance(m, TORCH_ACTIVATIONS)}}
     counts = {n: [0, 0] for n in known}
 
     def hook(name: str):
         def count(module: nn.Module, inputs: tuple, output: Tensor) -> None:
-            d2 = curvature.second_derivative(module, inputs[0])
+            d2 = estimators.second_derivative(module, inputs[0])
             counts[name][0] += int((d2 != 0).sum())
             counts[name][1] += d2.numel()
         return count
@@ -261,8 +261,8 @@ def curvature_report(model: nn.Module, batches: list[Batch], *, probes: int = 32
     for kind in ("H", "G") if eigs else ():
         t0 = time.perf_counter()
         gen = torch.Generator(next(model.parameters()).device).manual_seed(seed)
-        e = curvature.top_eigen(model, batches, k=eigs, curvature=kind, max_iter=lanczos_steps, tol=1e-4,
-                                train_mode=train_mode, generator=gen)
+        e = estimators.top_eigen(model, batches, k=eigs, curvature=kind, max_iter=lanczos_steps, tol=1e-4,
+                                 train_mode=train_mode, generator=gen)
         eig_rows += [dict(curvature=kind, rank=r + 1, value=float(v), iterations=e.n_iter)
                      for r, v in enumerate(e.values)]
         seconds[f"eigen {kind}"] = time.perf_counter() - t0
@@ -284,9 +284,10 @@ def report(model: str | nn.Module, dataset: str = "fashion_mnist", *, samples: i
     """Load the model (:func:`load_model`, :func:`prepare`) and ``samples`` images of ``dataset``, check that
     they fit, return :func:`curvature_report` (``kw``: probes, exact, eigs, lanczos_steps, train_mode, seed,
     probe_batch, name)."""
-    if dtype not in ("float32", "float64") or device not in train.DEVICES:
-        raise ReportError(f"dtype must be float32 or float64 and device one of {train.DEVICES}; got {dtype}, {device}")
-    dev, dt = train.resolve_device(device), getattr(torch, dtype)
+    if dtype not in ("float32", "float64") or device not in models.DEVICES:
+        raise ReportError(f"dtype must be float32 or float64 and device one of {models.DEVICES}; got {dtype}, "
+                          f"{device}")
+    dev, dt = models.resolve_device(device), getattr(torch, dtype)
     batches, classes = load_batches(dataset, samples, batch_size, device=dev, dtype=dt, train_size=train_size,
                                     root=data_root)
     x = batches[0][0]
@@ -297,16 +298,6 @@ def report(model: str | nn.Module, dataset: str = "fashion_mnist", *, samples: i
     kw.setdefault("name", model if isinstance(model, str) else type(model).__name__)
     out = curvature_report(net, fit_inputs(net, batches, classes), **kw)
     out.meta |= dict(dataset=dataset, weights=None if weights is None else str(weights))
-    return out
-
-
-def trained(config: train.Config, **kw) -> Report:
-    """Train ``config`` with :func:`hessreg.train.run`, then :func:`report` on the first ``samples`` of the
-    images it was trained on."""
-    record, model = train.run(config, return_model=True)
-    kw.setdefault("name", f"{config.model} {config.activation}")
-    out = report(model, config.dataset, train_size=config.train_size, device=config.device, **kw)
-    out.meta |= dict(test_acc=record.test_acc, train_seconds=record.wall_time_s)
     return out
 
 

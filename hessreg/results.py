@@ -30,28 +30,24 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import json
 import logging
 import os
 import socket
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import pandas as pd
 
-from .train import Config, Record
+from .config import Config, Record
+from .repo import build_dir, root, write_atomic
 
 try:
     import fcntl
-except ImportError:  # pragma: no cover - not POSIX: no claims (one process per store) and no temp-file locks
+except ImportError:  # pragma: no cover - not POSIX: no claims (one process per store)
     fcntl = None
 
-REPO = Path(__file__).resolve().parent.parent
-COMMITTED = REPO / "results" / "records"
 log = logging.getLogger(__name__)
 
 
@@ -69,40 +65,6 @@ class CorruptRecordError(ValueError):
             f"something else (a truncated copy, a bad merge, a hand edit). Restore it (`git checkout -- {path}` "
             f"if it is committed), or move it aside (`mv {path} {path}.corrupt`): the next sweep then redoes "
             "that run.")
-
-
-@functools.lru_cache(maxsize=1)
-def git_commit() -> str:
-    """The commit of the code that produced a record, '+dirty' when the work tree differs from it."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "hessreg"],
-                               cwd=REPO, capture_output=True, text=True).stdout.strip()
-        return sha + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("HESSREG_COMMIT", "unknown")
-
-
-def write_atomic(path: Path, content: str | bytes) -> None:
-    """Write ``content`` (text or bytes) to ``path`` so that readers see the old file or the new one, never a
-    part: a temporary file ``.<name>.<random>.tmp`` in the same folder, fsync'd, then renamed into place. The
-    writer holds an ``flock`` on the temporary file, which tells :meth:`RecordStore.clean` it is live."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide shared and committed records from other users
-        with os.fdopen(fd, "wb" if isinstance(content, bytes) else "w") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-            os.replace(tmp, path)  # while the lock is held: clean() never sees this file unlocked
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _try_lock(path: Path, wait: bool, create: bool = True) -> int | None:
@@ -201,7 +163,7 @@ class RecordStore:
 
     def check_writable(self) -> None:
         """Raise :class:`StoreError` naming the folder unless a record can be written there now: the folder is
-        created, then a probe file written through :func:`write_atomic` (fsync'd: a full disk fails here, not
+        created, then a probe file written through :func:`~hessreg.repo.write_atomic` (fsync'd: a full disk fails here, not
         after a run) and removed."""
         probe = self.root / f".write-probe-{os.getpid()}.tmp"  # left by a kill: clean() removes it
         try:
@@ -268,11 +230,11 @@ class RecordStore:
 
 
 def store_for(scale: str) -> RecordStore:
-    """``results/records`` for cpu, full and paper scale (committed), ``$HESSREG_STORE`` or ``_build/records``
-    for smoke (never committed)."""
+    """``<root>/results/records`` for cpu, full and paper scale (committed), ``$HESSREG_STORE`` or
+    ``<root>/_build/records`` for smoke (never committed); the root is :func:`hessreg.repo.root`."""
     if scale == "smoke":
-        return RecordStore(os.environ.get("HESSREG_STORE", REPO / "_build" / "records"))
-    return RecordStore(COMMITTED)
+        return RecordStore(os.environ.get("HESSREG_STORE") or build_dir("records"))
+    return RecordStore(root() / "results" / "records")
 
 
 def frame(records: Iterable[Record]) -> pd.DataFrame:

@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import sys
 from typing import Any, Iterable, Sequence
 
 import pandas as pd
 from tqdm import tqdm
 
-from . import data, distributed, results, transfer
-from .train import Config, run
+from . import distributed, results, sizes
+from .config import Config, pretrain_config
+from .train import run
 
 CONFIG_FIELDS = {f.name for f in dataclasses.fields(Config)} - {"hparams"}
+# Progress bars go to the process's own stderr — the terminal — never into a notebook's output (in a Jupyter
+# kernel sys.stderr is the cell's output; sys.__stderr__ is the kernel's terminal or log).
+TERMINAL = sys.__stderr__
 
 
 def grid(base: Config | None = None, **axes: Sequence[Any]) -> list[Config]:
@@ -57,26 +62,26 @@ class GridError(ValueError):
 
 
 def check_data(configs: Iterable[Config]) -> None:
-    """Check every config's sizes against its dataset (:func:`hessreg.data.check_sizes`; a ``pretrain:`` init's
+    """Check every config's sizes against its dataset (:func:`hessreg.sizes.check_sizes`; a ``pretrain:`` init's
     pretraining run too) and raise one :class:`GridError` listing each problem once with the configs it
     concerns. The data is looked up, not loaded: missing data raises ``DataNotFoundError`` here."""
     problems: dict[str, list[str]] = {}
-    sizes: dict[tuple, data.Sizes | None] = {}
+    known: dict[tuple, sizes.Sizes | None] = {}
     verdicts: dict[tuple, str | None] = {}  # the check's message per distinct set of fields (None: fine)
     for config in configs:
         runs = [config]
         if config.init and config.init.startswith("pretrain:"):
-            runs.append(transfer.pretrain_config(config.init, "cpu"))
+            runs.append(pretrain_config(config.init, "cpu"))
         for c in runs:
             fields = (c.dataset, c.train_size, c.test_size, c.val_size, c.batch_size, c.data_root)
             if fields not in verdicts:
                 where = (c.dataset, c.data_root)
-                if where not in sizes:
-                    sizes[where] = data.dataset_sizes(c.dataset, c.data_root)
+                if where not in known:
+                    known[where] = sizes.dataset_sizes(c.dataset, c.data_root)
                 try:
-                    data.check_sizes(c.dataset, train_size=c.train_size, test_size=c.test_size,
-                                     val_size=c.val_size, batch_size=c.batch_size, root=c.data_root,
-                                     sizes=sizes[where])
+                    sizes.check_sizes(c.dataset, train_size=c.train_size, test_size=c.test_size,
+                                      val_size=c.val_size, batch_size=c.batch_size, root=c.data_root,
+                                      sizes=known[where])
                     verdicts[fields] = None
                 except ValueError as e:
                     verdicts[fields] = str(e)
@@ -114,7 +119,7 @@ def sweep(configs: Iterable[Config], store: results.RecordStore, *, progress: bo
             check_data(configs)
             store.check_writable()
             store.clean()
-    bar = tqdm(total=len(mine), desc=desc, unit="run", disable=not progress or not mine)
+    bar = tqdm(total=len(mine), desc=desc, unit="run", disable=not progress or not mine, file=TERMINAL)
     later = []  # claimed by another process when their turn came
     for config in mine:
         bar.set_postfix_str(_label(config), refresh=False)
@@ -130,7 +135,8 @@ def sweep(configs: Iterable[Config], store: results.RecordStore, *, progress: bo
             bar.update()
             continue
         if progress:
-            bar.write(f"waiting for {_label(config)}, claimed by {store.claimant(config) or 'another process'}")
+            bar.write(f"waiting for {_label(config)}, claimed by {store.claimant(config) or 'another process'}",
+                      file=TERMINAL)
         with store.claim(config, wait=True):
             if config not in store:  # its holder died or failed: train it here
                 store.put(run(config))
@@ -154,7 +160,7 @@ def _sweep_ranks(configs: list[Config], store: results.RecordStore, *, progress:
             store.check_writable()
     todo = distributed.broadcast(todo) or []
     by_key = {c.key: c for c in configs}
-    for key in tqdm(todo, desc=desc, unit="run", disable=not progress or rank != 0 or not todo):
+    for key in tqdm(todo, desc=desc, unit="run", disable=not progress or rank != 0 or not todo, file=TERMINAL):
         record = run(by_key[key])
         if rank == 0:
             store.put(record)

@@ -1,8 +1,11 @@
-"""One run: a :class:`Config` in, a :class:`Record` out. The one training loop every chapter uses.
+"""One run: a :class:`~hessreg.config.Config` in, a :class:`~hessreg.config.Record` out. The one training loop
+every chapter uses.
 
-The method (``hessreg.methods``) computes the update direction into ``.grad``; this loop owns the data order,
-the optimizer, the learning-rate schedule, divergence detection and the record. A NaN/inf training loss ends
-the run and is recorded as ``diverged`` — it never raises, so a sweep goes on.
+The method (``hessreg.methods``) computes the update direction into ``.grad``; this loop owns the initial
+weights (``Config.init``: loaded here, a ``pretrain:`` model trained here by this same loop, once, and cached), the
+data order, the optimizer, the learning-rate schedule, divergence detection, the measurements
+(``hessreg.estimators.MEASUREMENTS``) and the record. A NaN/inf training loss ends the run and is recorded as
+``diverged`` — it never raises, so a sweep goes on.
 
 Data parallel: when ``torch.distributed`` is initialised (torchrun), ``batch_size`` is the global batch; each of
 the ``world_size`` ranks takes its ``batch_size / world_size`` share of every batch, and gradients are averaged
@@ -11,216 +14,28 @@ across ranks after the method's step — whatever the method, since every method
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
+import io
 import json
 import math
+import os
+import socket
+import sys
 import time
-import types
-import typing
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import activations, curvature, data, methods, models, transfer
+from . import data, distributed, methods, models, sizes
+from .config import Config, Record, pretrain_config
+from .estimators import MEASUREMENTS
+from .repo import build_dir, git_commit, write_atomic
 
-OPTIMIZERS = ("sgd", "adam", "amsgrad")
-SCHEDULES = ("constant", "cosine", "onecycle", "step")
-LOSSES = ("ce",)
-DEVICES = ("auto", "cpu", "cuda")
-# Fields that never change what is computed, only where: left out of a run's identity (its key).
-NOT_IN_KEY = ("device", "data_root")
-# Fields added after records were first stored, with the value those records implicitly had: a field at this
-# value is left out of the key, so adding a field never orphans stored records.
-LATER_FIELDS: dict[str, Any] = {"val_size": None, "init": None, "measure": (), "checkpoint": "final"}
-CHECKPOINTS = ("final", "best_val")
-
-
-@dataclass(frozen=True)
-class Config:
-    """Everything that defines a run. Validated on construction: a bad value raises before any training."""
-
-    dataset: str = "fashion_mnist"
-    train_size: int | None = None  # None: the whole training set; else a fixed random subset
-    test_size: int | None = None
-    val_size: int | None = None  # held out of the training pool (fixed), evaluated at the end of the run
-    model: str = "wrn-16-4"
-    activation: str = "relu"
-    beta: float = 1.0  # sharpness of beta_gelu / relu_synthetic_nme; ignored by other activations
-    method: str = "sgd"
-    hparams: Mapping[str, Any] = field(default_factory=dict)  # the method's hyperparameters
-    loss: str = "ce"
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9  # SGD only
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    step_epochs: int = 10  # schedule "step": multiply by step_gamma every step_epochs epochs
-    step_gamma: float = 0.1
-    epochs: int = 20
-    batch_size: int = 128
-    augment: bool = True  # random flip and pad-crop
-    seed: int = 0
-    device: str = "auto"
-    data_root: str | None = None
-    init: str | None = None  # where the initial weights come from (``hessreg.transfer``); None: random init
-    measure: tuple[str, ...] = ()  # measurements taken at initialization and after training (MEASUREMENTS)
-    checkpoint: str = "final"  # the weights a run ends with: the last epoch's, or "best_val" (Paper B's protocol:
-    # validation accuracy after every epoch, the best epoch's weights restored; needs val_size)
-
-    def __post_init__(self):
-        if isinstance(self.measure, list):  # YAML and JSON give lists
-            object.__setattr__(self, "measure", tuple(self.measure))
-        _check_types(self)
-        object.__setattr__(self, "hparams", types.MappingProxyType(dict(self.hparams)))
-        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("loss", LOSSES),
-                              ("device", DEVICES), ("checkpoint", CHECKPOINTS)):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"unknown {name} {getattr(self, name)!r}; valid choices: {', '.join(choices)}")
-        data.check_dataset(self.dataset)
-        models.check_model(self.model)
-        activations.check_activation(self.activation, self.beta)
-        methods.check_method(self.method, self.hparams, classification=self.loss == "ce")
-        for name in ("epochs", "batch_size", "step_epochs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
-        if self.checkpoint == "best_val" and not self.val_size:
-            raise ValueError("checkpoint='best_val' needs a validation split: set val_size")
-        if self.init is not None:
-            transfer.check_init(self.init)
-        unknown = [m for m in self.measure if m not in MEASUREMENTS]
-        if unknown:
-            raise ValueError(f"unknown measurement(s) {unknown}; valid choices: {', '.join(MEASUREMENTS)}")
-        for name in ("train_size", "test_size", "val_size"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name} must be ≥ 1 or None, got {getattr(self, name)}")
-        if self.train_size is not None and self.train_size < self.batch_size:
-            raise ValueError(f"train_size {self.train_size} < batch_size {self.batch_size}: no full batch")
-        # inf and NaN slip through comparisons like `lr > 0` (lr=inf trained, to be recorded as diverged at step 0;
-        # weight_decay=nan too): every number is checked finite first
-        for name, rule, ok in (("lr", " with lr > 0", lambda v: v > 0),
-                               ("weight_decay", " with weight_decay ≥ 0", lambda v: v >= 0),
-                               ("momentum", " with 0 ≤ momentum < 1", lambda v: 0 <= v < 1),
-                               ("step_gamma", " with 0 < step_gamma ≤ 1", lambda v: 0 < v <= 1),
-                               ("beta", "", lambda v: True)):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and ok(value)):
-                raise ValueError(f"{name} must be a finite number{rule}, got {value!r}")
-        if not -2 ** 63 <= self.seed < 2 ** 64:  # torch.manual_seed's range
-            raise ValueError(f"seed must be in [-2**63, 2**64), got {self.seed}")
-
-    def replace(self, **changes) -> "Config":
-        return dataclasses.replace(self, **changes)
-
-    def canonical(self) -> dict:
-        """The run's identity: fields that matter for this run, hyperparameters with defaults filled in."""
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in NOT_IN_KEY}
-        d["hparams"] = methods.check_method(self.method, self.hparams, classification=self.loss == "ce")
-        if not activations.uses_beta(self.activation):
-            del d["beta"]
-        if self.optimizer != "sgd":
-            del d["momentum"]
-        if self.schedule != "step":
-            del d["step_epochs"], d["step_gamma"]
-        for name, value in LATER_FIELDS.items():
-            if d.get(name) == value:
-                del d[name]
-        return d
-
-    @property
-    def key(self) -> str:
-        """A stable hash of :meth:`canonical` (16 hex digits): the record's file name."""
-        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-    def to_dict(self) -> dict:
-        """Every field, hyperparameters with defaults filled in (``Config.from_dict`` inverts it)."""
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        d["hparams"] = methods.check_method(self.method, self.hparams, classification=self.loss == "ce")
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "Config":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-
-def _check_types(config: Config) -> None:
-    """Type errors name the field and the expected type (papermill parameters arrive from YAML/CLI)."""
-    hints = typing.get_type_hints(Config)
-    for f in dataclasses.fields(config):
-        value, hint = getattr(config, f.name), hints[f.name]
-        allowed = typing.get_args(hint) if typing.get_origin(hint) in (types.UnionType, typing.Union) else (hint,)
-        ok = False
-        for t in allowed:
-            t = typing.get_origin(t) or t
-            if t is type(None):
-                ok |= value is None
-            elif t is float:
-                ok |= isinstance(value, (int, float)) and not isinstance(value, bool)
-            elif t is int:
-                ok |= isinstance(value, int) and not isinstance(value, bool)
-            elif t is tuple:
-                ok |= isinstance(value, tuple) and all(isinstance(v, str) for v in value)
-            else:
-                ok |= isinstance(value, t)
-        if not ok:
-            raise TypeError(f"Config.{f.name} must be {hint}, got {value!r} ({type(value).__name__})")
-
-
-@dataclass
-class Record:
-    """What a run leaves: its config, learning curves, final test metrics, divergence and provenance."""
-
-    key: str
-    config: dict
-    history: list[dict]  # per completed epoch: epoch, train_loss, train_acc, lr, time_s, penalty (mean
-    # of the method's regularizer estimate over the epoch's steps, None for methods without one), penalty_sd
-    # (their standard deviation) and penalty_steps (their number)
-    test_loss: float | None
-    test_acc: float | None
-    diverged: bool
-    wall_time_s: float
-    provenance: dict
-    diverged_at: dict | None = None  # {"epoch", "step"} of the first non-finite loss
-    selected_epoch: int | None = None  # checkpoint "best_val": the epoch whose weights the run ended with
-    metrics: list[dict] = field(default_factory=list)  # {"when", "name", "value"}: Config.measure's results
-    val_loss: float | None = None  # on the held-out validation split (Config.val_size), after training
-    val_acc: float | None = None
-    schema: int = 1
-
-    def to_dict(self) -> dict:
-        return _finite_or_none(dataclasses.asdict(self))
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "Record":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-
-def _finite_or_none(obj):
-    """NaN/inf → None so records are strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite_or_none(v) for v in obj]
-    return obj
-
-
-# --------------------------------------------------------------------------------------------------- the loop
-
-def resolve_device(device: str) -> torch.device:
-    """``auto``: CUDA if available. CUDA means the current device (under torchrun, ``cuda:LOCAL_RANK``)."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' requested but CUDA is not available; use device='auto' or 'cpu'")
-    return torch.device("cuda", torch.cuda.current_device()) if device == "cuda" else torch.device(device)
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no lock (one process pretrains at a time)
+    fcntl = None
 
 
 def make_optimizer(config: Config, params) -> torch.optim.Optimizer:
@@ -241,12 +56,6 @@ def lr_factor(config: Config, step: int, steps_per_epoch: int) -> float:
     if config.schedule == "step":
         return config.step_gamma ** ((step // steps_per_epoch) // config.step_epochs)
     return 1.0
-
-
-def _world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def _all_reduce_mean(tensors: list[torch.Tensor], world_size: int) -> None:
@@ -280,34 +89,69 @@ def evaluate(model: nn.Module, batches) -> tuple[float, float]:
 
 
 def provenance(device: torch.device) -> dict:
-    from .results import git_commit  # local: results imports train for Record
     return {
         "commit": git_commit(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "python": ".".join(map(str, __import__("sys").version_info[:3])),
-        "hostname": __import__("socket").gethostname(),
+        "python": ".".join(map(str, sys.version_info[:3])),
+        "hostname": socket.gethostname(),
         "threads": torch.get_num_threads(),  # CPU results move by ~0.2 pt between 1 and 2 threads
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
 
-def _measurement_batch(ds, n: int = 512):
-    return ds.x_train[:n], ds.y_train[:n]
+# ------------------------------------------------------------------------------------------ initial weights
+
+def initialize(model: nn.Module, spec: str, device) -> None:
+    """Load the initial weights ``Config.init`` names into every layer but the head (:func:`models.load_backbone`)."""
+    kind, _, name = spec.partition(":")
+    if kind == "imagenet":
+        models.load_backbone(model, models.load_pretrained_state(name))
+    else:  # "pretrain", checked by Config
+        models.load_backbone(model, pretrained(spec, device))
 
 
-def _nonzero_d2(model: nn.Module, ds) -> dict:
-    """Fraction of exactly non-zero σ'' over the activations' inputs on 512 training images (batch statistics,
-    running statistics untouched), per layer and in total (Paper A Fig. 9)."""
-    f = curvature.nonzero_second_derivative_fraction(model, _measurement_batch(ds), threshold=0.0, train_mode=True)
-    return {"total": float(f.total), "per_layer": {k: float(v) for k, v in f.per_layer.items()},
-            "threshold": f.threshold}
+def weights_dir() -> Path:
+    """Where pretrained weights are cached: ``$HESSREG_WEIGHTS``, else ``$HESSREG_STORE/weights``, else
+    ``_build/weights`` (never committed; a fresh machine pretrains once)."""
+    if os.environ.get("HESSREG_WEIGHTS"):
+        return Path(os.environ["HESSREG_WEIGHTS"])
+    if os.environ.get("HESSREG_STORE"):
+        return Path(os.environ["HESSREG_STORE"]) / "weights"
+    return build_dir("weights")
 
 
-# name → fn(model, dataset) -> JSON-able value; taken at initialization and after training.
-MEASUREMENTS: dict[str, Callable[[nn.Module, Any], Any]] = {"nonzero_d2": _nonzero_d2, **transfer.MEASUREMENTS}
+def pretrained(spec: str, device="auto") -> dict:
+    """The state dict of the ``pretrain:`` spec's model, trained by :func:`run` once and cached as
+    ``<weights_dir()>/<key>.pt`` with its record beside it (written atomically, under a file lock so that parallel
+    sweep processes pretrain once)."""
+    dev = torch.device(device) if not isinstance(device, str) or device != "auto" else None
+    config = pretrain_config(spec, "auto" if dev is None else dev.type)
+    path = weights_dir() / f"{config.key}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not path.exists():
+            with torch.random.fork_rng():  # the fine-tuning run that triggered this keeps its random stream
+                record, model = run(config, return_model=True)
+            if record.diverged:
+                raise RuntimeError(f"pretraining {spec!r} diverged at {record.diverged_at}")
+            write_atomic(path.with_suffix(".json"), json.dumps(record.to_dict(), indent=1, sort_keys=True))
+            buffer = io.BytesIO()
+            torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, buffer)
+            write_atomic(path, buffer.getvalue())
+    return torch.load(path, map_location="cpu", weights_only=True)
 
+
+def pretrain_record(spec: str) -> dict | None:
+    """The stored record (as a dict) of a cached pretraining run, or None if it has not run here."""
+    path = weights_dir() / f"{pretrain_config(spec).key}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+# -------------------------------------------------------------------------------------------------- one run
 
 def run(config: Config, *, check_every: int = 25, return_model: bool = False) -> Record | tuple[Record, nn.Module]:
     """Train one model as ``config`` says and return its :class:`Record` (nothing is written here), and the
@@ -316,12 +160,12 @@ def run(config: Config, *, check_every: int = 25, return_model: bool = False) ->
     Divergence is checked every ``check_every`` steps and at each epoch's end (each check synchronises).
     """
     start = time.perf_counter()
-    data.check_sizes(config.dataset, train_size=config.train_size, test_size=config.test_size,  # before loading
+    sizes.check_sizes(config.dataset, train_size=config.train_size, test_size=config.test_size,  # before loading
                      val_size=config.val_size, batch_size=config.batch_size, root=config.data_root)
-    device = resolve_device(config.device)
+    device = models.resolve_device(config.device)
     if device.type == "cuda":  # TF32 matmuls/convolutions: what the full-scale step-time measurements used
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    rank, world = _world()
+    rank, world = distributed.rank_and_world()
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the world size {world}")
     local_batch = config.batch_size // world
@@ -330,7 +174,7 @@ def run(config: Config, *, check_every: int = 25, return_model: bool = False) ->
     model = models.build_model(config.model, ds.num_classes, ds.in_channels, ds.image_size,
                                config.activation, config.beta).to(device)
     if config.init is not None:
-        transfer.initialize(model, config.init, device)
+        initialize(model, config.init, device)
     metrics = [{"when": "init", "name": m, "value": MEASUREMENTS[m](model, ds)} for m in config.measure]
     method = methods.get_method(config.method)
     hp = method.resolve(dict(config.hparams))

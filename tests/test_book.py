@@ -6,7 +6,7 @@ import nbformat
 import papermill
 import pytest
 
-from hessreg import book, grids, results
+from hessreg import book, chapters, results
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -20,15 +20,15 @@ def parameters_cell(chapter):
     return {k: v for k, v in namespace.items() if not k.startswith("__")}
 
 
-@pytest.mark.parametrize("chapter", grids.chapters())
+@pytest.mark.parametrize("chapter", chapters.names())
 def test_parameter_files_agree_with_the_notebook(chapter):
-    smoke = grids.load_params(chapter, "smoke")
+    smoke = chapters.load_params(chapter, "smoke")
     assert parameters_cell(chapter) == smoke
-    for scale in [s for s in grids.SCALES if (grids.PARAMS / chapter / f"{s}.yaml").exists()]:
-        p = grids.load_params(chapter, scale)
+    for scale in [s for s in chapters.SCALES if chapters.has_params(chapter, s)]:
+        p = chapters.load_params(chapter, scale)
         assert set(p) == set(smoke) and p["scale"] == scale
-        if chapter in grids.GRIDS:
-            configs = grids.configs(chapter, p)  # every scale's grid is a valid set of configs
+        if chapter in chapters.GRIDS:
+            configs = chapters.configs(chapter, p)  # every scale's grid is a valid set of configs
             assert len({c.key for c in configs}) == len(configs) > 0
         book.check_parameters(chapter, **p)
     inspected = papermill.inspect_notebook(str(REPO / "book" / f"{chapter}.ipynb"))
@@ -36,7 +36,7 @@ def test_parameter_files_agree_with_the_notebook(chapter):
 
 
 def test_check_parameters_errors():
-    chapter = next(iter(grids.GRIDS))
+    chapter = next(iter(chapters.GRIDS))
     with pytest.raises(TypeError, match="'epochs' .* must be int"):
         book.check_parameters(chapter, scale="smoke", epochs="3")
     with pytest.raises(TypeError, match="'seeds' .* must be list of int"):
@@ -46,12 +46,12 @@ def test_check_parameters_errors():
     with pytest.raises(ValueError, match="unknown parameter"):
         book.check_parameters(chapter, scale="smoke", nonsense=1)
     with pytest.raises(ValueError, match="unknown chapter"):
-        grids.load_params("99_nothing", "smoke")
+        chapters.load_params("99_nothing", "smoke")
 
 
 def test_papermill_wrong_type_fails_before_training(tmp_path, monkeypatch):
     monkeypatch.setenv("HESSREG_STORE", str(tmp_path / "store"))
-    chapter = next(iter(grids.GRIDS))
+    chapter = next(iter(chapters.GRIDS))
     with pytest.raises(papermill.PapermillExecutionError, match="TypeError"):
         papermill.execute_notebook(str(REPO / "book" / f"{chapter}.ipynb"), str(tmp_path / "out.ipynb"),
                                    parameters={"epochs": "three"}, kernel_name="python3", progress_bar=False,
@@ -62,19 +62,19 @@ def test_papermill_wrong_type_fails_before_training(tmp_path, monkeypatch):
 def test_chapter_shows_the_best_committed_records(tmp_path, monkeypatch):
     """Smoke builds show the committed full grid when complete, else the committed cpu grid (partial: said in the
     caption), else train their own smoke grid; nothing committed is retrained."""
-    chapter = next(iter(grids.GRIDS))
-    tiny = grids.load_params(chapter, "smoke") | dict(train_size=128, test_size=64, model="mlp-8x1", epochs=1,
+    chapter = next(iter(chapters.GRIDS))
+    tiny = chapters.load_params(chapter, "smoke") | dict(train_size=128, test_size=64, model="mlp-8x1", epochs=1,
                                                       batch_size=64, device="cpu", activations=["relu"],
                                                       betas=[10.0])
     by_scale = {"full": tiny | {"scale": "full", "seeds": [0, 1]}, "cpu": tiny | {"scale": "cpu", "seeds": [7, 8]}}
-    monkeypatch.setattr(grids, "load_params", lambda ch, scale: by_scale.get(scale, tiny))
+    monkeypatch.setattr(chapters, "load_params", lambda ch, scale: by_scale.get(scale, tiny))
     committed, smoke = results.RecordStore(tmp_path / "committed"), results.RecordStore(tmp_path / "smoke")
     monkeypatch.setattr(results, "store_for", lambda scale: smoke if scale == "smoke" else committed)
-    full, cpu = grids.configs(chapter, by_scale["full"]), grids.configs(chapter, by_scale["cpu"])
+    full, cpu = chapters.configs(chapter, by_scale["full"]), chapters.configs(chapter, by_scale["cpu"])
     from hessreg.sweep import sweep
     sweep(full[:-1], committed, progress=False)  # full incomplete, no cpu record: the chapter trains smoke
     r = book.run_chapter(chapter, tiny, progress=False)
-    assert r.scale == "smoke" and len(smoke) == len(grids.configs(chapter, tiny))
+    assert r.scale == "smoke" and len(smoke) == len(chapters.configs(chapter, tiny))
     sweep(cpu[:2], committed, progress=False)  # a partial cpu grid is shown as such
     n_smoke = len(smoke)
     r = book.run_chapter(chapter, tiny, progress=False)
@@ -90,6 +90,6 @@ def test_every_chapter_is_in_the_toc_and_has_a_notebook():
     import yaml
     toc = yaml.safe_load((REPO / "_toc.yml").read_text())
     files = {c["file"] for part in toc["parts"] for c in part["chapters"]}
-    for chapter in grids.chapters():
+    for chapter in chapters.names():
         assert f"book/{chapter}" in files and (REPO / "book" / f"{chapter}.ipynb").exists()
-    assert set(grids.GRIDS) <= set(grids.chapters())
+    assert set(chapters.GRIDS) <= set(chapters.names())

@@ -188,7 +188,7 @@ def test_judge_smoke_missing_and_composition():
 
 
 def test_verdict_saves_strict_json(tmp_path, monkeypatch):
-    monkeypatch.setattr(claims, "VERDICTS", tmp_path)
+    monkeypatch.setenv("HESSREG_VERDICTS", str(tmp_path))
     d = frame({("a", 1.0): [80.0]})
     v = claims.CLAIMS["A1"].judge(result(d), run_compare({("a", 1.0): [80.0], ("b", 1.0): [86.0]}))
     path = v.save("02_sam_vs_psam")

@@ -1,7 +1,9 @@
-"""Exactness tests of hessreg.curvature in float64 on tiny models (an MLP and a CNN with BatchNorm).
+"""Exactness tests of hessreg.curvature (products) and hessreg.estimators in float64 on tiny models (an MLP and a
+CNN with BatchNorm).
 
-Dense references come from torch.func.hessian of the loss as a function of the flat parameter vector. Monte-Carlo
-tolerances are 5 standard deviations of the estimator, computed from the dense matrices, never guessed.
+Dense references come from the shared oracle (tests/oracle.py: torch.func of the loss as a function of the flat
+parameter vector). Monte-Carlo tolerances are 5 standard deviations of the estimator, computed from the dense
+matrices, never guessed.
 """
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from hessreg import curvature as C
+from hessreg import estimators as E
 from hessreg.activations import BetaGELU, make_activation
-from hessreg.models import BatchNorm, batchnorm_mode, build_model
+from hessreg.models import BatchNorm, build_model
+from tests.oracle import Dense
 
 DT = torch.float64
 ACTS = ["relu", "gelu", "beta_gelu"]
@@ -62,24 +65,6 @@ def flat_dim(model: nn.Module) -> int:
     return sum(t.numel() for t in C.select_params(model).values())
 
 
-def dense_hessian(model, x, y, loss="ce", train_mode=False) -> torch.Tensor:
-    """∇²_θ L by torch.func.hessian of the flat parameter vector: the reference.
-
-    BatchNorm in elementary ops here: in train mode, torch.func.hessian (and jacrev∘jacrev) through the native
-    batch_norm kernel disagrees with plain double backward by 10–30 % (torch 2.14, CPU, float64), while double
-    backward, jvp∘grad and their vmapped forms agree. The toolkit's products keep the native kernel and must
-    match this reference.
-    """
-    theta = C.select_params(model)
-    buffers = dict(model.named_buffers())
-    lf = C.loss_function(loss)
-
-    def f(flat):
-        return lf(functional_call(model, {**C.unflatten(flat, theta), **buffers}, (x,)), y)
-    with C.measuring(model, train_mode), batchnorm_mode(model, primitive=True):
-        return torch.func.hessian(f)(C.flatten(theta))
-
-
 def dense(kind, model, data, loss="ce", train_mode=False, method="fwd") -> torch.Tensor:
     """A from its products with every basis vector (vmapped)."""
     theta = C.select_params(model)
@@ -104,9 +89,11 @@ CASES = [("mlp", "ce", False), ("mlp", "mse", False), ("cnn", "ce", True), ("cnn
 def test_hessian_is_gn_plus_nme(act, arch, loss, train_mode):
     model = (mlp if arch == "mlp" else cnn)(act)
     x, y = batch(loss=loss)
-    H = dense_hessian(model, x, y, loss, train_mode)
+    oracle = Dense(model, x, y, loss, train_mode)
+    H = oracle.hessian()
     G = dense("G", model, (x, y), loss, train_mode)
     N = dense("N", model, (x, y), loss, train_mode)
+    assert rel(G, oracle.gauss_newton()) < 1e-10 and rel(N, oracle.nme()) < 1e-10
     assert rel(G + N, H) < 1e-10
     for method in C.HVP_METHODS:
         assert rel(dense("H", model, (x, y), loss, train_mode, method), H) < 1e-10
@@ -139,7 +126,7 @@ def test_iterable_of_batches_is_size_weighted_mean():
 
 def test_subset_by_prefix_and_by_module_is_the_hessian_block():
     model, (x, y) = mlp("gelu"), batch()
-    H = dense_hessian(model, x, y)
+    H = Dense(model, x, y).hessian()
     names = list(C.select_params(model))
     sizes = [t.numel() for t in C.select_params(model).values()]
     lo, hi = sum(sizes[:2]), sum(sizes[:4])  # parameters of module '3' (the second Linear)
@@ -197,17 +184,17 @@ def five_sigma(A: torch.Tensor, distribution: str, n: int) -> float:
     return 5 * math.sqrt(var / n)
 
 
-@pytest.mark.parametrize("distribution", C.DISTRIBUTIONS)
+@pytest.mark.parametrize("distribution", E.DISTRIBUTIONS)
 def test_hutchinson_converges_to_dense_trace(distribution):
     model, (x, y) = mlp("gelu"), batch()
-    H = dense_hessian(model, x, y)
+    H = Dense(model, x, y).hessian()
     G = dense("G", model, (x, y))
     n, chunk = 1000, 250
     theta = C.select_params(model)
     gen = torch.Generator().manual_seed(3)
-    V = torch.cat([C.flatten_batched(C.probes(theta, chunk, distribution, gen)) for _ in range(n // chunk)])
+    V = torch.cat([C.flatten_batched(E.probes(theta, chunk, distribution, gen)) for _ in range(n // chunk)])
     for kind, A in (("H", H), ("G", G), ("N", H - G)):
-        est = C.hutchinson_trace(model, (x, y), curvature=kind, n_probes=n, probe_batch=chunk,
+        est = E.hutchinson_trace(model, (x, y), curvature=kind, n_probes=n, probe_batch=chunk,
                                  distribution=distribution, generator=torch.Generator().manual_seed(3))
         assert est.n_samples == n and rel(est.samples, ((V @ A) * V).sum(1)) < 1e-10  # each vᵀAv exact
         assert abs(est.trace - A.trace().item()) <= five_sigma(A, distribution, n)  # and the mean converges
@@ -215,11 +202,11 @@ def test_hutchinson_converges_to_dense_trace(distribution):
 
 def test_hutchinson_train_mode_batchnorm_and_relative_stop():
     model, (x, y) = cnn("beta_gelu"), batch()
-    H = dense_hessian(model, x, y, train_mode=True)
-    est = C.hutchinson_trace(model, (x, y), train_mode=True, curvature="H", n_probes=300, probe_batch=100,
+    H = Dense(model, x, y, train_mode=True).hessian()
+    est = E.hutchinson_trace(model, (x, y), train_mode=True, curvature="H", n_probes=300, probe_batch=100,
                              distribution="gaussian", method="rev", generator=torch.Generator().manual_seed(4))
     assert abs(est.trace - H.trace().item()) <= five_sigma(H, "gaussian", 300)
-    early = C.hutchinson_trace(model, (x, y), train_mode=True, n_probes=1000, rtol=0.2,
+    early = E.hutchinson_trace(model, (x, y), train_mode=True, n_probes=1000, rtol=0.2,
                                generator=torch.Generator().manual_seed(5))
     assert 2 <= early.n_samples < 1000
 
@@ -234,11 +221,11 @@ def test_sampled_label_gn_trace_is_exact_in_expectation():
         mean = second = 0.0
         for labels in itertools.product(range(3), repeat=3):
             w = math.prod(p[i, c].item() for i, c in enumerate(labels))
-            t = C.gn_trace_term(model, x, torch.tensor([labels]), train_mode=train_mode).item()
+            t = E.gn_trace_term(model, x, torch.tensor([labels]), train_mode=train_mode).item()
             mean, second = mean + w * t, second + w * t * t
         assert abs(mean - G.trace().item()) < 1e-10 * G.trace().item()
         n = 300
-        est = C.gn_trace_sampled(model, (x, y), train_mode=train_mode, n_samples=n, sample_batch=100,
+        est = E.gn_trace_sampled(model, (x, y), train_mode=train_mode, n_samples=n, sample_batch=100,
                                  generator=torch.Generator().manual_seed(6))
         assert abs(est.trace - mean) <= 5 * math.sqrt((second - mean ** 2) / n)
 
@@ -249,7 +236,7 @@ def test_sampled_label_gn_trace_for_mse():
     model, (x, y) = cnn("gelu"), batch(loss="mse")
     G = dense("G", model, (x, y), "mse", train_mode=True)
     n = 400
-    est = C.gn_trace_sampled(model, (x, y), loss="mse", train_mode=True, n_samples=n, sample_batch=200,
+    est = E.gn_trace_sampled(model, (x, y), loss="mse", train_mode=True, n_samples=n, sample_batch=200,
                              generator=torch.Generator().manual_seed(12))
     assert est.n_samples == n and abs(est.trace - G.trace().item()) <= five_sigma(G, "gaussian", n)
 
@@ -259,9 +246,9 @@ def test_sampled_label_gn_trace_for_mse():
 @pytest.mark.parametrize("kind", ["H", "G"])
 def test_lanczos_top_eigenpairs_match_eigvalsh(kind):
     model, (x, y) = cnn("gelu"), batch()
-    A = dense_hessian(model, x, y) if kind == "H" else dense("G", model, (x, y))
+    A = Dense(model, x, y).hessian() if kind == "H" else dense("G", model, (x, y))
     ref = torch.linalg.eigvalsh(A).flip(0)[:3]
-    eig = C.top_eigen(model, (x, y), k=3, curvature=kind, max_iter=flat_dim(model), tol=1e-10,
+    eig = E.top_eigen(model, (x, y), k=3, curvature=kind, max_iter=flat_dim(model), tol=1e-10,
                       generator=torch.Generator().manual_seed(7))
     assert rel(eig.values, ref) < 1e-8
     for lam, u in zip(eig.values, eig.vectors):
@@ -272,7 +259,7 @@ def test_lanczos_top_eigenpairs_match_eigvalsh(kind):
 def test_power_iteration_top_eigenvalue_of_gn():
     model, (x, y) = mlp("gelu"), batch()
     ref = torch.linalg.eigvalsh(dense("G", model, (x, y)))[-1]
-    eig = C.top_eigen(model, (x, y), curvature="G", algorithm="power", max_iter=3000, tol=1e-13,
+    eig = E.top_eigen(model, (x, y), curvature="G", algorithm="power", max_iter=3000, tol=1e-13,
                       generator=torch.Generator().manual_seed(8))
     assert abs(eig.values[0] - ref) < 1e-6 * ref
 
@@ -290,16 +277,16 @@ def test_agrees_with_curvlinops():
     ops = {k: cls(model, nn.CrossEntropyLoss(), params, data) for k, cls in
            (("H", curvlinops.HessianLinearOperator), ("G", curvlinops.GGNLinearOperator))}
     k = 8
-    V = C.probes(theta, k, "gaussian", torch.Generator().manual_seed(9))
+    V = E.probes(theta, k, "gaussian", torch.Generator().manual_seed(9))
     Vflat = C.flatten_batched(V)  # k × P
     for kind, op in ops.items():
         ours = C.matvec(kind, model, data, V, batched=True)
         assert rel(C.flatten_batched(ours), (op @ Vflat.T).T) < 1e-10
         dense_trace = (op @ torch.eye(flat_dim(model), dtype=DT)).trace()
         assert rel(dense(kind, model, data).trace(), dense_trace) < 1e-10
-        P = C.probes(theta, k, "rademacher", torch.Generator().manual_seed(10))
+        P = E.probes(theta, k, "rademacher", torch.Generator().manual_seed(10))
         Pflat = C.flatten_batched(P)
-        est = C.hutchinson_trace(model, data, curvature=kind, n_probes=k, probe_batch=k,
+        est = E.hutchinson_trace(model, data, curvature=kind, n_probes=k, probe_batch=k,
                                  generator=torch.Generator().manual_seed(10))
         assert rel(est.samples, ((op @ Pflat.T).T * Pflat).sum(1)) < 1e-10
 
@@ -310,25 +297,25 @@ def test_second_derivative_fraction_counts_underflow():
     """β-GELU's σ''_β(x) = βφ(βx)(2 − β²x²) is exactly 0 in float32 once φ underflows (|βx| ≳ 13–14)."""
     beta = 10.0
     x = torch.linspace(-3, 3, 6001)
-    frac = C.nonzero_second_derivative_fraction(nn.Sequential(BetaGELU(beta)), x)
+    frac = E.nonzero_second_derivative_fraction(nn.Sequential(BetaGELU(beta)), x)
     nonzero, total = frac.counts["0"]
     assert total == x.numel() and frac.threshold == 0.0 and frac.total == frac.per_layer["0"]
     assert (x.abs() * beta < 12).sum() <= nonzero <= (x.abs() * beta <= 15).sum()
-    assert C.nonzero_second_derivative_fraction(nn.Sequential(BetaGELU(beta)), x, threshold=1e9).total == 0
+    assert E.nonzero_second_derivative_fraction(nn.Sequential(BetaGELU(beta)), x, threshold=1e9).total == 0
 
 
 def test_second_derivative_fraction_per_layer_and_models():
     x, y = batch(dtype=torch.float32)
-    assert C.nonzero_second_derivative_fraction(mlp("relu", torch.float32), (x, y)).total == 0.0
-    gelu = C.nonzero_second_derivative_fraction(mlp("gelu", torch.float32), [(x, y), (x, y)])
+    assert E.nonzero_second_derivative_fraction(mlp("relu", torch.float32), (x, y)).total == 0.0
+    gelu = E.nonzero_second_derivative_fraction(mlp("gelu", torch.float32), [(x, y), (x, y)])
     assert set(gelu.per_layer) == {"2", "4"} and gelu.counts["2"] == (60, 60) and gelu.total == 1.0
     torch.manual_seed(0)
-    fractions = [C.nonzero_second_derivative_fraction(build_model("mlp-16x2-bn", 3, 2, 3, "beta_gelu", b),
+    fractions = [E.nonzero_second_derivative_fraction(build_model("mlp-16x2-bn", 3, 2, 3, "beta_gelu", b),
                                                       (x, y), train_mode=True).total for b in (1, 10, 100, 1e4)]
     assert fractions[0] == 1.0 and fractions[-1] < 0.05 and fractions == sorted(fractions, reverse=True)
     model = cnn("gelu")
     before = model[1].running_mean.clone()
-    C.nonzero_second_derivative_fraction(model, batch(), train_mode=True)
+    E.nonzero_second_derivative_fraction(model, batch(), train_mode=True)
     assert torch.equal(before, model[1].running_mean) and model.training
 
 
@@ -346,17 +333,17 @@ def test_bad_inputs_raise_one_clear_error_each():
     with pytest.raises(ValueError, match="empty parameter subset"):
         C.hvp(model, (x, y), v, params=["no_such_layer"])
     with pytest.raises(ValueError, match="empty parameter subset"):
-        C.hutchinson_trace(model, (x, y), params=[nn.Linear(2, 2)])
+        E.hutchinson_trace(model, (x, y), params=[nn.Linear(2, 2)])
     with pytest.raises(ValueError, match="non-finite"):
         C.hvp(model, (x, y), {**v, "1.bias": torch.full((5,), math.nan, dtype=DT)})
     with pytest.raises(ValueError, match="non-finite"):
         C.nvp(model, (x.clone().index_fill_(0, torch.tensor([0]), math.inf), y), v)
     with pytest.raises(ValueError, match="cannot split"):
-        C.hutchinson_trace(model, (x, y), curvature="N", loss="nll")
+        E.hutchinson_trace(model, (x, y), curvature="N", loss="nll")
     with pytest.raises(ValueError, match="cannot split"):
-        C.gn_trace_sampled(model, (x, y), loss=lambda z, t: z.sum())
+        E.gn_trace_sampled(model, (x, y), loss=lambda z, t: z.sum())
     with pytest.raises(ValueError, match="curvature"):
-        C.top_eigen(model, (x, y), curvature="X")
+        E.top_eigen(model, (x, y), curvature="X")
     with pytest.raises(ValueError, match="no batches"):
         C.hvp(model, [], v)
     with pytest.raises(TypeError, match="dict"):

@@ -24,7 +24,7 @@ import torch
 import yaml
 
 import hessreg as hr
-from hessreg import book, data, grids, methods, results, sweep, train, transfer
+from hessreg import book, chapters, data, methods, repo, results, sizes, sweep, train
 from hessreg.sweep import grid
 
 REPO = Path(__file__).resolve().parent.parent
@@ -179,36 +179,35 @@ def test_sizes_the_data_cannot_give_are_refused_before_it_loads(fields, message,
 
 
 def test_dataset_sizes_are_known_without_loading_and_agree_with_the_loaders(tmp_path, monkeypatch):
-    assert data.dataset_sizes("fashion_mnist") == data.KNOWN_SIZES["fashion_mnist"] == data.Sizes(60000, 10000)
-    xtr, ytr, xte, yte = transfer.load_digits_arrays(8)
-    assert data.dataset_sizes("digits") == data.Sizes(len(ytr), len(yte)) and len(yte) == transfer.DIGITS_TEST
+    assert sizes.dataset_sizes("fashion_mnist") == sizes.KNOWN_SIZES["fashion_mnist"] == sizes.Sizes(60000, 10000)
+    xtr, ytr, xte, yte = data.load_digits_arrays(8)
+    assert sizes.dataset_sizes("digits") == sizes.Sizes(len(ytr), len(yte)) and len(yte) == data.DIGITS_TEST
     from tests.test_data import fake_fashion_mnist  # a smaller copy: the sizes come from its IDX headers
-    assert data.dataset_sizes("fashion_mnist", fake_fashion_mnist(tmp_path / "fm", 64, 32)) == data.Sizes(64, 32)
+    assert sizes.dataset_sizes("fashion_mnist", fake_fashion_mnist(tmp_path / "fm", 64, 32)) == sizes.Sizes(64, 32)
     for split, n in (("train", 3), ("val", 2)):  # an image folder: files are counted, not opened
         for cls in ("cat", "dog"):
             (tmp_path / "img" / split / cls).mkdir(parents=True)
             for i in range(n):
                 (tmp_path / "img" / split / cls / f"{i}.JPG").write_bytes(b"")
             (tmp_path / "img" / split / cls / "notes.txt").write_text("not an image")
-    sizes = data.dataset_sizes("imagenet", tmp_path / "img")
-    assert sizes == data.Sizes(6, 4)
+    assert sizes.dataset_sizes("imagenet", tmp_path / "img") == sizes.Sizes(6, 4)
     check = dict(train_size=None, test_size=None, val_size=None, batch_size=4, root=tmp_path / "img")
-    data.check_sizes("imagenet", **check)
+    sizes.check_sizes("imagenet", **check)
     for change, message in ((dict(train_size=7), "train_size=7 is more than imagenet has: 6"),
                             (dict(val_size=2), "val_size=2: imagenet has no validation split"),
                             (dict(test_size=2), "test_size=2: imagenet tests on its whole val/ folder")):
         with pytest.raises(ValueError, match=message):
-            data.check_sizes("imagenet", **check | change)
+            sizes.check_sizes("imagenet", **check | change)
 
 
 def test_every_grid_of_every_scale_passes_the_size_check():
     """The committed parameter files ask for nothing the data cannot give (datasets present here: Fashion-MNIST
     and the digits; CIFAR-10 and the image folders of the paper scale need data this machine lacks)."""
     checked = 0
-    for chapter in grids.GRIDS:
-        for scale in grids.SCALES:
-            if (grids.PARAMS / chapter / f"{scale}.yaml").exists():
-                configs = [c for c in grids.configs(chapter, grids.load_params(chapter, scale))
+    for chapter in chapters.GRIDS:
+        for scale in chapters.SCALES:
+            if chapters.has_params(chapter, scale):
+                configs = [c for c in chapters.configs(chapter, chapters.load_params(chapter, scale))
                            if c.dataset in ("fashion_mnist", "digits")]
                 sweep.check_data(configs)
                 checked += len(configs)
@@ -334,7 +333,7 @@ def test_a_store_that_cannot_be_written_is_refused_before_training(tmp_path, mon
         with pytest.raises(results.StoreError, match=f"record store {tmp_path / 'store'} is not writable"):
             sweep.sweep([TINY], store, progress=False)
     with monkeypatch.context() as m:
-        m.setattr(results.tempfile, "mkstemp", raising(OSError(errno.EROFS, "Read-only file system")))
+        m.setattr(repo.tempfile, "mkstemp", raising(OSError(errno.EROFS, "Read-only file system")))
         with pytest.raises(results.StoreError, match="not writable \\(Read-only file system\\)"):
             sweep.sweep([TINY], store, progress=False)
     with monkeypatch.context() as m:
@@ -450,7 +449,7 @@ def test_every_readme_parameter_override_is_accepted():
             continue
         if runner:
             chapter = argv[argv.index(next(a for a in argv if a.endswith("run.py"))) + 1]
-            params = grids.load_params(chapter, argv[argv.index("--scale") + 1])
+            params = chapters.load_params(chapter, argv[argv.index("--scale") + 1])
         else:
             chapter, params = Path(notebook).stem, {}
         for flag, value in zip(argv, argv[1:] + [""]):
@@ -470,7 +469,7 @@ def test_every_readme_parameter_override_is_accepted():
 def test_papermill_p_with_a_list_or_dict_string_is_read_as_yaml():
     """``papermill … -p seeds '[0, 1]'`` passes a string; the chapter reads it as the list it spells."""
     chapter = "01_sgd_activations"
-    p = grids.load_params(chapter, "full")
+    p = chapters.load_params(chapter, "full")
     given = {"seeds": papermill.cli._resolve_type("[0, 1]"), "verdict": "{chance_margin: 4.0, slope_tolerance: "
              "0.5, tolerance: 1.0}", "activations": "[relu]"}
     assert isinstance(given["seeds"], str)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from hessreg import curvature, grids, methods, models, plots, report
+from hessreg import chapters, curvature, methods, models, plots, report
 from hessreg.results import RecordStore
 from hessreg.sweep import sweep
 from hessreg.train import Config
@@ -232,10 +232,10 @@ def test_own_method_runs_through_chapter_02_grid(tmp_path, monkeypatch):
         methods.get_method("mymethods:no_default")
     with pytest.raises(ValueError, match="cannot import"):
         Config(method="nowhere:step")
-    params = grids.load_params("02_sam_vs_psam", "smoke") | dict(
+    params = chapters.load_params("02_sam_vs_psam", "smoke") | dict(
         train_size=256, test_size=128, epochs=1, batch_size=64, model="mlp-16x1", rhos=[0.1], device="cpu",
         activations=["relu"], methods=["sam", "psam", own])
-    configs = grids.configs("02_sam_vs_psam", params)
+    configs = chapters.configs("02_sam_vs_psam", params)
     df = sweep(configs, RecordStore(tmp_path / "store"), progress=False)
     assert len(df) == 4 and df.attrs["missing"] == 0 and own in set(df["method"])
     assert sys.modules["mymethods"].calls == [0.1] * 4  # 256 / 64 steps, SAM on steps 2 and 4

@@ -1,11 +1,12 @@
 """The record store and the sweep: atomic writes, resume after a kill, no mixing of configs, read-only use."""
 import json
 import os
+import sys
 
 import pytest
 
 import hessreg as hr
-from hessreg import results, sweep
+from hessreg import repo, results, sweep
 from hessreg.sweep import grid
 
 TINY = hr.Config(train_size=128, test_size=64, model="mlp-16x1", epochs=1, batch_size=64, device="cpu",
@@ -24,10 +25,10 @@ def test_put_get_roundtrip(tmp_path):
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
     path = tmp_path / "x.json"
-    results.write_atomic(path, "old")
+    repo.write_atomic(path, "old")
     monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError("disk died")))
     with pytest.raises(OSError):
-        results.write_atomic(path, "new")
+        repo.write_atomic(path, b"new")
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["x.json"]
 
 
@@ -104,7 +105,7 @@ def test_stored_json_is_strict(tmp_path):
 def test_every_committed_record_is_found_by_its_key():
     """Config.key must not move for a valid config: each committed record's key, recomputed from its stored config
     (validated again as it is built), is its file name. Read-only: nothing under results/records is written."""
-    paths = sorted(results.COMMITTED.glob("*.json"))
+    paths = sorted(results.store_for("cpu").root.glob("*.json"))
     assert paths, "no committed records"
     for path in paths:
         d = json.loads(path.read_text())
@@ -135,3 +136,12 @@ def test_a_claim_is_exclusive_and_a_dead_holder_s_claim_is_taken_over(tmp_path):
     (tmp_path / f"{TINY.key}.lock").write_text("999999 a-dead-host\n")  # left by a killed process: no flock
     with store.claim(TINY) as held:
         assert held and store.claimant(TINY).startswith(str(os.getpid()))
+
+
+def test_progress_bars_go_to_the_terminal_not_to_the_cell(tmp_path, capsys):
+    """In a notebook sys.stdout and sys.stderr are the cell's output: the sweep's bars use the process's own
+    stderr (sys.__stderr__), so a chapter's output holds no bar."""
+    assert sweep.TERMINAL is sys.__stderr__
+    sweep.sweep(grid(TINY, seed=[0]), hr.RecordStore(tmp_path), progress=True)
+    out, err = capsys.readouterr()
+    assert "run" not in out + err and "%" not in out + err
