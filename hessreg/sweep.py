@@ -24,9 +24,14 @@ from .config import Config, pretrain_config
 from .train import run
 
 CONFIG_FIELDS = {f.name for f in dataclasses.fields(Config)} - {"hparams"}
-# Progress bars go to the process's own stderr — the terminal — never into a notebook's output (in a Jupyter
-# kernel sys.stderr is the cell's output; sys.__stderr__ is the kernel's terminal or log).
+# Progress bars go to the process's own stderr, and only when it is a terminal: never into a notebook's output (a
+# Jupyter kernel's sys.stderr is the cell's output, and ipykernel forwards its file descriptor 2 there too) nor into
+# a log file.
 TERMINAL = sys.__stderr__
+
+
+def _bars(progress: bool) -> bool:
+    return progress and TERMINAL is not None and TERMINAL.isatty()
 
 
 def grid(base: Config | None = None, **axes: Sequence[Any]) -> list[Config]:
@@ -119,7 +124,7 @@ def sweep(configs: Iterable[Config], store: results.RecordStore, *, progress: bo
             check_data(configs)
             store.check_writable()
             store.clean()
-    bar = tqdm(total=len(mine), desc=desc, unit="run", disable=not progress or not mine, file=TERMINAL)
+    bar = tqdm(total=len(mine), desc=desc, unit="run", disable=not _bars(progress) or not mine, file=TERMINAL)
     later = []  # claimed by another process when their turn came
     for config in mine:
         bar.set_postfix_str(_label(config), refresh=False)
@@ -160,7 +165,8 @@ def _sweep_ranks(configs: list[Config], store: results.RecordStore, *, progress:
             store.check_writable()
     todo = distributed.broadcast(todo) or []
     by_key = {c.key: c for c in configs}
-    for key in tqdm(todo, desc=desc, unit="run", disable=not progress or rank != 0 or not todo, file=TERMINAL):
+    for key in tqdm(todo, desc=desc, unit="run", disable=not _bars(progress) or rank != 0 or not todo,
+                    file=TERMINAL):
         record = run(by_key[key])
         if rank == 0:
             store.put(record)

@@ -1,4 +1,5 @@
 """The record store and the sweep: atomic writes, resume after a kill, no mixing of configs, read-only use."""
+import io
 import json
 import os
 import sys
@@ -138,10 +139,18 @@ def test_a_claim_is_exclusive_and_a_dead_holder_s_claim_is_taken_over(tmp_path):
         assert held and store.claimant(TINY).startswith(str(os.getpid()))
 
 
-def test_progress_bars_go_to_the_terminal_not_to_the_cell(tmp_path, capsys):
-    """In a notebook sys.stdout and sys.stderr are the cell's output: the sweep's bars use the process's own
-    stderr (sys.__stderr__), so a chapter's output holds no bar."""
+def test_progress_bars_go_to_a_terminal_only(tmp_path, capfd, monkeypatch):
+    """In a notebook sys.stdout and sys.stderr are the cell's output, and ipykernel forwards file descriptor 2 there
+    too: the sweep draws its bars on the process's own stderr only when that is a terminal."""
     assert sweep.TERMINAL is sys.__stderr__
-    sweep.sweep(grid(TINY, seed=[0]), hr.RecordStore(tmp_path), progress=True)
-    out, err = capsys.readouterr()
-    assert "run" not in out + err and "%" not in out + err
+    monkeypatch.setattr(sweep, "TERMINAL", io.StringIO())  # not a terminal, as in a kernel or a log
+    sweep.sweep(grid(TINY, seed=[0]), hr.RecordStore(tmp_path / "a"), progress=True)
+    out, err = capfd.readouterr()
+    assert "run/s" not in out + err and "%|" not in out + err
+    bars = []
+    terminal = type("Terminal", (), {"isatty": lambda self: True, "write": lambda self, s: bars.append(s),
+                                     "flush": lambda self: None})()
+    monkeypatch.setattr(sweep, "TERMINAL", terminal)
+    sweep.sweep(grid(TINY, seed=[1]), hr.RecordStore(tmp_path / "b"), progress=True)
+    out, err = capfd.readouterr()
+    assert "1/1" in "".join(bars) and "%|" not in out + err  # drawn on the terminal, not in the output
