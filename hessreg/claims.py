@@ -166,7 +166,8 @@ def scoreboard(verdicts: Path | None = None) -> pd.DataFrame:
         path = Path(verdicts) / f"{c.id}.json"
         v = json.loads(path.read_text()) if path.exists() else {}
         scale = v.get("scale")
-        seeds = str(len(load_params(c.chapter, scale).get("seeds", []))) if scale else "—"
+        seeds = load_params(c.chapter, scale).get("seeds") if scale else None
+        seeds = str(len(seeds)) if seeds else "—"  # the landscape (A7) trains nothing
         rows.append({"claim": c.id, "figure": c.figure, "statement": c.statement, "chapter": c.chapter,
                      "verdict": v.get("status", "not run"), "scale": scale or "—", "seeds": seeds,
                      "effect": v.get("effect", ""), "statistic": v.get("statistic", ""), "paper": c.paper})

@@ -24,12 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def dense(model: nn.Module, x, y, train_mode: bool = False) -> dict[str, torch.Tensor]:
