@@ -2,9 +2,10 @@
 captions with provenance, figure data as CSV, verdicts saved for the scoreboard, and myst-nb glue. A chapter
 opens with :func:`chapter` and talks to the :class:`ChapterResult` it returns.
 
-A chapter runs at the scale of its ``scale`` parameter. At smoke scale, when the committed store
-(``results/records``) already holds every run of the chapter's *full* grid, the chapter shows those records
-instead and trains nothing: the rendered book always shows the best results the repo holds, and says which.
+A chapter runs at the scale of its ``scale`` parameter. At smoke scale with its default parameters it shows the
+best committed records (``results/records``) instead and trains nothing: the full grid if complete, else the cpu
+grid (a partial one is said to be partial). The rendered book always shows the best results the repo holds, and
+says which.
 """
 from __future__ import annotations
 
