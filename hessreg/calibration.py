@@ -27,7 +27,7 @@ def gonogo(frame: pd.DataFrame, epochs: int, chance_margin: float = 5.0) -> pd.D
     d = d.assign(setting=d[hp].bfill(axis=1).iloc[:, 0] if hp else None)
     g = d.groupby(["model", "method", "setting", "activation"], sort=True)
     out = g["acc"].agg(mean="mean", sd="std", n="count")
-    out["healthy/collapsed/diverged"] = g["outcome"].agg(stats._count_outcomes)
+    out["healthy/collapsed/diverged"] = g["outcome"].agg(stats.outcome_counts)
     out["s_per_run"] = g["wall_time_s"].mean()
     return out.round(2).reset_index()
 

@@ -22,7 +22,7 @@ from .chapters import load_params
 from .landscape import area_within, max_nme_off_boundaries, nme_mass_within, quadratic_residual
 from .paper_b import settings_table
 from .repo import build_dir, write_atomic
-from .stats import STATUSES, Interval, Part, _directional, _directional_rule, slope
+from .stats import STATUSES, Interval, Part, _directional, _directional_rule, combine, slope
 
 
 def verdicts_dir() -> Path:
@@ -56,10 +56,7 @@ class Claim:
             return Verdict(self, "not evaluated", [], f"{requested - missing} of {requested} runs of the "
                            f"pre-registered grid are stored; {missing} missing",
                            "a claim is evaluated on its complete grid only", scale)
-        statuses = [p.status for p in parts]
-        status = ("not reproduced" if "not reproduced" in statuses else
-                  "not evaluated" if "not evaluated" in statuses else
-                  "reproduced" if statuses and all(s == "reproduced" for s in statuses) else "inconclusive")
+        status = combine([p.status for p in parts])
         rule = "every part reproduced; any part not reproduced fails the claim" if len(parts) > 1 else ""
         return Verdict(self, status, list(parts), "", rule, scale)
 
@@ -294,8 +291,7 @@ def flatter(best: pd.DataFrame, method: str, metric: str, what: str, *, min_effe
         statuses.append(_directional(iv, "below", min_effect))
         ivs.append(iv)
         rows.append(f"{name(other, other)}: {iv.mean:+.1f} % [{iv.lo95:+.1f}, {iv.hi95:+.1f}]")
-    status = ("not evaluated" if not statuses else "not reproduced" if "not reproduced" in statuses else
-              "reproduced" if all(s == "reproduced" for s in statuses) else "inconclusive")
+    status = combine(statuses)
     mean = float(np.mean([iv.mean for iv in ivs])) if ivs else math.nan
     return Part(what, status, f"change of {metric} per seed, mean and 95 % interval, against each method: "
                 + "; ".join(rows), _directional_rule("below", min_effect, "%") + " — against every method",

@@ -59,6 +59,18 @@ class Part:
         return f"{self.effect:+.2f}" + (f" ± {self.se:.2f}" if math.isfinite(self.se) else "") + f" {self.unit}"
 
 
+def combine(statuses: Sequence[str]) -> str:
+    """The status of a claim made of parts (or of a claim at every grid value): not reproduced if any part is
+    not, else not evaluated if any part is, else reproduced if every part is; otherwise inconclusive. No parts:
+    not evaluated."""
+    if not statuses:
+        return "not evaluated"
+    for status in ("not reproduced", "not evaluated"):
+        if status in statuses:
+            return status
+    return "reproduced" if all(s == "reproduced" for s in statuses) else "inconclusive"
+
+
 # ------------------------------------------------------------------------------------------ run outcomes
 
 def outcomes(df: pd.DataFrame, chance_margin: float = 5.0, metric: str = "test_acc",
@@ -78,19 +90,15 @@ def summary(df: pd.DataFrame, by: str | list[str], metric: str = "test_acc") -> 
     g = df.assign(_m=df[metric] * (100 if metric.endswith("acc") else 1)).groupby(by, sort=False, dropna=False)
     out = g["_m"].agg(mean="mean", std="std", n="count")
     if "outcome" in df:
-        out["healthy/collapsed/diverged"] = g["outcome"].agg(_count_outcomes)
+        out["healthy/collapsed/diverged"] = g["outcome"].agg(outcome_counts)
     elif "diverged" in df:
         out["diverged"] = g["diverged"].sum()
     return out.reset_index()
 
 
-def _count_outcomes(o: pd.Series) -> str:
-    return "/".join(str(int((o == k).sum())) for k in OUTCOMES)
-
-
-def _count(d: pd.DataFrame) -> str:
-    c = d["outcome"].value_counts()
-    return "/".join(f"{int(c.get(o, 0))}" for o in OUTCOMES)
+def outcome_counts(outcome: pd.Series) -> str:
+    """'healthy/collapsed/diverged' run counts of an ``outcome`` column, e.g. '4/1/0'."""
+    return "/".join(str(int((outcome == k).sum())) for k in OUTCOMES)
 
 
 def _over(over: str, values) -> str:
@@ -163,10 +171,18 @@ def _equivalence_rule(tolerance: float, unit: str = "pp") -> str:
 Arm = pd.Series | Sequence[pd.Series]  # a row mask, or several whose per-seed mean is the arm (a midpoint)
 
 
+def _masks(arm: Arm) -> list[pd.Series]:
+    return [arm] if isinstance(arm, pd.Series) else list(arm)
+
+
+def _grid(d: pd.DataFrame, over: str | None, values: Sequence) -> tuple[pd.DataFrame, str, Sequence]:
+    """``over=None`` (no grid): the whole arm is one cell."""
+    return (d.assign(_cell=0), "_cell", [0]) if over is None else (d, over, values)
+
+
 def _arm(d: pd.DataFrame, arm: Arm, over: str, v) -> pd.DataFrame:
     """Per-seed ``acc`` and outcome of one arm at grid value ``v`` (NaN where a seed is missing)."""
-    masks = [arm] if isinstance(arm, pd.Series) else list(arm)
-    parts = [d[m & (d[over] == v)].set_index("seed") for m in masks]
+    parts = [d[m & (d[over] == v)].set_index("seed") for m in _masks(arm)]
     if any(p.index.duplicated().any() for p in parts):  # a chapter's mask must pick one run per seed and value
         raise ValueError(f"an arm has several runs of one seed at {over} = {v}: make its mask more specific")
     acc = sum(p["acc"] for p in parts) / len(parts)
@@ -174,16 +190,18 @@ def _arm(d: pd.DataFrame, arm: Arm, over: str, v) -> pd.DataFrame:
     return pd.DataFrame({"acc": acc, "bad": bad})
 
 
-def differences(d: pd.DataFrame, a: Arm, b: Arm, over: str, values: Sequence) -> tuple[pd.DataFrame, list, list]:
+def differences(d: pd.DataFrame, a: Arm, b: Arm, over: str, values: Sequence, *,
+                leave_out_chance: bool = True) -> tuple[pd.DataFrame, list, list]:
     """Per-seed differences a − b at each grid value (a seeds × values frame), the values left out because
-    both arms collapsed or diverged in every seed, and the missing cells (``(value, arm)``)."""
+    both arms collapsed or diverged in every seed (with ``leave_out_chance``; an equivalence keeps them: there the
+    arms agree), and the missing cells (``(value, arm)``)."""
     cols, skipped, missing = {}, [], []
     for v in values:
         xa, xb = _arm(d, a, over, v), _arm(d, b, over, v)
         if xa.empty or xb.empty:
             missing += [(v, name) for name, x in (("a", xa), ("b", xb)) if x.empty]
             continue
-        if xa["bad"].all() and xb["bad"].all():
+        if leave_out_chance and xa["bad"].all() and xb["bad"].all():
             skipped.append(v)
             continue
         cols[v] = xa["acc"] - xb["acc"]
@@ -196,8 +214,8 @@ def _counts(d: pd.DataFrame, arms: dict[str, Arm], over: str, values: Sequence) 
     """'name at v: healthy/collapsed/diverged' for every arm and value."""
     out = []
     for name, arm in arms.items():
-        masks = [arm] if isinstance(arm, pd.Series) else list(arm)
-        cells = [f"{_label(v)}: " + "+".join(_count(d[m & (d[over] == v)]) for m in masks) for v in values]
+        cells = [f"{_label(v)}: " + "+".join(outcome_counts(d.loc[m & (d[over] == v), "outcome"])
+                                             for m in _masks(arm)) for v in values]
         out.append(f"{name} — " + ", ".join(cells))
     return "; ".join(out) + " (healthy/collapsed/diverged)"
 
@@ -209,8 +227,7 @@ def compare(d: pd.DataFrame, a: Arm, b: Arm, over: str | None, values: Sequence,
     some). ``d`` comes from :func:`outcomes`; an arm given as several masks is their per-seed mean."""
     if direction not in ("below", "above"):
         raise ValueError(f"direction must be 'below' or 'above', got {direction!r}")
-    if over is None:  # no grid: the whole arm is one cell
-        d, over, values = d.assign(_cell=0), "_cell", [0]
+    d, over, values = _grid(d, over, values)
     counts = _counts(d, dict(zip(names, (a, b))), over, values)
     diff, skipped, missing = differences(d, a, b, over, values)
     rule = _directional_rule(direction, min_effect) + (" — at every grid value" if every else
@@ -224,8 +241,7 @@ def compare(d: pd.DataFrame, a: Arm, b: Arm, over: str | None, values: Sequence,
     if every:
         ivs = {v: Interval.of(diff[v]) for v in diff.columns}
         st = [_directional(iv, direction, min_effect) for iv in ivs.values()]
-        status = ("reproduced" if all(s == "reproduced" for s in st) else
-                  "not reproduced" if "not reproduced" in st else "inconclusive")
+        status = combine(st)
         stat = "; ".join(f"{over.removeprefix('hp_')} = {_label(v)}: {iv.text()} → {s}"
                          for (v, iv), s in zip(ivs.items(), st))
         worst = max(ivs.values(), key=lambda iv: iv.mean if direction == "below" else -iv.mean)
@@ -243,20 +259,12 @@ def equivalent(d: pd.DataFrame, a: Arm, b: Arm, over: str | None, values: Sequen
     """Equivalence (two one-sided tests): arms ``a`` and ``b`` agree within ``tolerance`` pp, paired by seed,
     averaged over the grid ``values`` of ``over`` (``None``: no grid). Values where both arms sit at chance count
     (they agree)."""
-    if over is None:
-        d, over, values = d.assign(_cell=0), "_cell", [0]
+    d, over, values = _grid(d, over, values)
     counts = _counts(d, dict(zip(names, (a, b))), over, values)
-    cols, missing = {}, []
-    for v in values:
-        xa, xb = _arm(d, a, over, v), _arm(d, b, over, v)
-        if xa.empty or xb.empty:
-            missing.append(v)
-        else:
-            cols[v] = xa["acc"] - xb["acc"]
-    diff = pd.DataFrame(cols)
+    diff, _, missing = differences(d, a, b, over, values, leave_out_chance=False)
     rule = _equivalence_rule(tolerance)
-    if missing or diff.isna().any().any():
-        return Part(what, "not evaluated", f"missing cells at {missing or 'some seeds'}", rule, counts=counts)
+    if missing:
+        return Part(what, "not evaluated", f"missing cells: {missing}", rule, counts=counts)
     iv = Interval.of(diff.mean(axis=1))
     return Part(what, _equivalent(iv, tolerance), f"{names[0]} − {names[1]}{_over(over, values)}: {iv.text()}, 90 % interval "
                 f"[{iv.lo90:+.2f}, {iv.hi90:+.2f}]", rule, iv.mean, iv.se, counts=counts)
@@ -286,7 +294,7 @@ def slope(d: pd.DataFrame, arm: pd.Series, x: str, what: str, *, baseline: pd.Se
 def stable(d: pd.DataFrame, arm: pd.Series, over: str, what: str) -> Part:
     """Every run of ``arm`` healthy (none collapsed or diverged) at every grid value of ``over``."""
     sub = d[arm]
-    counts = ", ".join(f"{_label(v)}: {_count(g)}" for v, g in sub.groupby(over))
+    counts = ", ".join(f"{_label(v)}: {outcome_counts(g['outcome'])}" for v, g in sub.groupby(over))
     bad = int((sub["outcome"] != "healthy").sum())
     status = "not evaluated" if sub.empty else "reproduced" if bad == 0 else "not reproduced"
     return Part(what, status, f"{bad} of {len(sub)} runs collapsed or diverged", "reproduced if no run collapsed "
