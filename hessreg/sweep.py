@@ -116,14 +116,7 @@ def sweep(configs: Iterable[Config], store: results.RecordStore, *, progress: bo
         raise ValueError(f"shard must be (i, n) with 0 ≤ i < n, got {shard}")
     if distributed.rank_and_world()[1] > 1:
         return _sweep_ranks(configs, store, progress=progress, shard=shard, train=train, desc=desc)
-    mine = []
-    if train:
-        stored = {c.key for c in configs if store.get(c) is not None}
-        mine = [c for c in configs[index::count] if c.key not in stored]  # a fixed partition
-        if len(stored) < len(configs):
-            check_data(configs)
-            store.check_writable()
-            store.clean()
+    mine = _to_train(configs, store, shard) if train else []
     bar = tqdm(total=len(mine), desc=desc, unit="run", disable=not _bars(progress) or not mine, file=TERMINAL)
     later = []  # claimed by another process when their turn came
     for config in mine:
@@ -150,19 +143,26 @@ def sweep(configs: Iterable[Config], store: results.RecordStore, *, progress: bo
     return _frame(configs, store)
 
 
+def _to_train(configs: list[Config], store: results.RecordStore, shard: tuple[int, int]) -> list[Config]:
+    """This shard's runs that the store lacks (a fixed partition of the grid). When any run of the grid is
+    missing, everything that can be refused is refused first: every stored record of the grid is read (a corrupt
+    one raises), every config's sizes are checked against its data, the store is checked writable and cleaned."""
+    index, count = shard
+    stored = {c.key for c in configs if store.get(c) is not None}
+    if len(stored) < len(configs):
+        check_data(configs)
+        store.check_writable()
+        store.clean()
+    return [c for c in configs[index::count] if c.key not in stored]
+
+
 def _sweep_ranks(configs: list[Config], store: results.RecordStore, *, progress: bool, shard: tuple[int, int],
                  train: bool, desc: str) -> pd.DataFrame:
     """:func:`sweep` under torchrun: every rank trains the same runs together (each on its share of every batch),
     in the order rank 0 decides from the store; only rank 0 checks, writes and shows progress. No claims: the
     ranks of one group act as one process."""
     rank, _ = distributed.rank_and_world()
-    todo = None
-    if rank == 0 and train:
-        index, count = shard
-        todo = [c.key for c in configs[index::count] if store.get(c) is None]
-        if todo:
-            check_data(configs)
-            store.check_writable()
+    todo = [c.key for c in _to_train(configs, store, shard)] if rank == 0 and train else None
     todo = distributed.broadcast(todo) or []
     by_key = {c.key: c for c in configs}
     for key in tqdm(todo, desc=desc, unit="run", disable=not _bars(progress) or rank != 0 or not todo,
