@@ -40,6 +40,7 @@ The registry of these steps with their hyperparameters is :data:`hessreg.methods
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, NamedTuple
 
 import torch
@@ -294,26 +295,35 @@ def weight_noise_step(model, x, y, loss_fn, sigma: float) -> StepOutput:
     return StepOutput(loss.detach(), logits.detach())
 
 
-def hessian_trace_step(model, x, y, loss_fn, sigma2: float, n_probes: int) -> StepOutput:
-    """Gradient of L + σ² tr H, tr H by Hutchinson with ``n_probes`` Gaussian probes, vᵀHv averaged.
-
-    Third-order autodiff, so BatchNorm runs in elementary ops (``batchnorm_mode(primitive=True)``). One forward
-    pass (running stats updated once); ``penalty`` is the tr H estimate."""
+def _penalty_step(model, x, y, loss_fn, sigma2: float, estimate, *, elementary_bn: bool) -> StepOutput:
+    """Gradient of L + σ² · ``estimate(logits, loss, params)`` from one forward pass (running stats updated once);
+    ``penalty`` is the estimate. σ² = 0 is the plain gradient. ``elementary_bn``: the estimate's gradient needs
+    third-order derivatives, so BatchNorm runs in elementary ops (``batchnorm_mode(primitive=True)``)."""
     params = trainable(model)
-    with batchnorm_mode(model, primitive=True):
+    with batchnorm_mode(model, primitive=True) if elementary_bn else contextlib.nullcontext():
         logits, loss = _forward(model, x, y, loss_fn)
         if sigma2 == 0:
             loss.backward()
             return StepOutput(loss.detach(), logits.detach())
+        est = estimate(logits, loss, params)
+        _accumulate(params, torch.autograd.grad(loss + sigma2 * est, params))
+    return StepOutput(loss.detach(), logits.detach(), est.detach())
+
+
+def hessian_trace_step(model, x, y, loss_fn, sigma2: float, n_probes: int) -> StepOutput:
+    """Gradient of L + σ² tr H, tr H by Hutchinson with ``n_probes`` Gaussian probes, vᵀHv averaged.
+
+    Third-order autodiff, so BatchNorm runs in elementary ops. One forward pass; ``penalty`` is the tr H
+    estimate."""
+    def trace_h(logits, loss, params):
         grads = torch.autograd.grad(loss, params, create_graph=True)
         est = 0.0
         for _ in range(n_probes):
             v = _gaussian(params, 1.0)
             hv = torch.autograd.grad(grads, params, grad_outputs=v, create_graph=True)
             est = est + _dot(v, hv)
-        est = est / n_probes
-        _accumulate(params, torch.autograd.grad(loss + sigma2 * est, params))
-    return StepOutput(loss.detach(), logits.detach(), est.detach())
+        return est / n_probes
+    return _penalty_step(model, x, y, loss_fn, sigma2, trace_h, elementary_bn=True)
 
 
 def gn_trace_step(model, x, y, loss_fn, sigma2: float) -> StepOutput:
@@ -321,16 +331,10 @@ def gn_trace_step(model, x, y, loss_fn, sigma2: float) -> StepOutput:
 
     For the batch-mean cross-entropy L̄(θ, ŷ) over B examples, E_ŷ ‖∇L̄(θ, ŷ)‖² = tr(G)/B, so the estimate is
     B ‖∇L̄(θ, ŷ)‖² (unbiased for tr G of the batch-mean loss). Second-order autodiff; one forward pass."""
-    params = trainable(model)
-    logits, loss = _forward(model, x, y, loss_fn)
-    if sigma2 == 0:
-        loss.backward()
-        return StepOutput(loss.detach(), logits.detach())
-    y_hat = _sample_labels(logits)
-    sampled = torch.autograd.grad(F.cross_entropy(logits, y_hat), params, create_graph=True)
-    est = logits.shape[0] * sum(t.square().sum() for t in sampled)
-    _accumulate(params, torch.autograd.grad(loss + sigma2 * est, params))
-    return StepOutput(loss.detach(), logits.detach(), est.detach())
+    def trace_g(logits, loss, params):
+        sampled = torch.autograd.grad(F.cross_entropy(logits, _sample_labels(logits)), params, create_graph=True)
+        return logits.shape[0] * sum(t.square().sum() for t in sampled)
+    return _penalty_step(model, x, y, loss_fn, sigma2, trace_g, elementary_bn=False)
 
 
 def gn_trace_hutchinson_step(model, x, y, loss_fn, sigma2: float, n_probes: int) -> StepOutput:
@@ -338,12 +342,7 @@ def gn_trace_hutchinson_step(model, x, y, loss_fn, sigma2: float, n_probes: int)
     trick), for the batch-mean softmax cross-entropy: (1/B) Σ_b [Σ_k p_k u_k² − (Σ_k p_k u_k)²].
 
     Differentiating u = Jv needs 3rd-order derivatives of BatchNorm, so it runs in elementary ops."""
-    params = trainable(model)
-    with batchnorm_mode(model, primitive=True):
-        logits, loss = _forward(model, x, y, loss_fn)
-        if sigma2 == 0:
-            loss.backward()
-            return StepOutput(loss.detach(), logits.detach())
+    def trace_g(logits, loss, params):
         w = torch.zeros_like(logits, requires_grad=True)
         jtw = torch.autograd.grad(logits, params, grad_outputs=w, create_graph=True)
         prob = torch.softmax(logits, -1)
@@ -351,9 +350,8 @@ def gn_trace_hutchinson_step(model, x, y, loss_fn, sigma2: float, n_probes: int)
         for _ in range(n_probes):
             (u,) = torch.autograd.grad(jtw, w, grad_outputs=_gaussian(params, 1.0), create_graph=True)
             est = est + ((prob * u * u).sum(-1) - (prob * u).sum(-1).square()).mean()
-        est = est / n_probes
-        _accumulate(params, torch.autograd.grad(loss + sigma2 * est, params))
-    return StepOutput(loss.detach(), logits.detach(), est.detach())
+        return est / n_probes
+    return _penalty_step(model, x, y, loss_fn, sigma2, trace_g, elementary_bn=True)
 
 
 # -------------------------------------------------------------------------------------------------- NSO
