@@ -1,7 +1,7 @@
 """Benchmark: a Hessian-vector product against an SGD step, same model, same batch, same run.
 
-Times, per batch size (median over ``--iters`` after ``--warmup``; CUDA events on the GPU, perf_counter with
-synchronisation on the CPU):
+Times, per batch size (median over ``--iters`` interleaved rounds, each variant once per round, after ``--warmup``;
+CUDA events on the GPU, perf_counter on the CPU):
 
 - ``sgd/<variant>``: zero_grad, forward, backward, optimizer step (train-mode BatchNorm, running stats updated);
   variants NCHW, channels_last and, on CUDA, the whole step captured in a CUDA graph;
@@ -38,7 +38,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hessreg import curvature as C  # noqa: E402
-from experiments.timing import time_ms  # noqa: E402
+from experiments.timing import time_interleaved  # noqa: E402
 from hessreg.models import batchnorm_mode, build_model, frozen_stats  # noqa: E402
 
 
@@ -104,14 +104,17 @@ def bench_batch(model: nn.Module, batch: int, device: torch.device, shape: tuple
     x = torch.randn(batch, *shape, generator=g, device=device)
     y = torch.randint(0, num_classes, (batch,), generator=g, device=device)
     v = {n: torch.randn(t.shape, generator=g, device=device, dtype=t.dtype) for n, t in C.select_params(model).items()}
-    times, failed, outputs = {}, {}, {}
+    fns, failed, outputs = {}, {}, {}
 
     def record(name: str, fn: Callable[[], object], graph: bool = False) -> None:
+        """Try the variant once (its output kept for the agreement check); time it later with the others."""
         try:
-            times[name] = time_ms(cuda_graphed(fn) if graph else fn, device, warmup, iters)
+            fns[name] = cuda_graphed(fn) if graph else fn
+            out = fns[name]()
             if not graph and name.startswith("hv_"):
-                outputs[name] = fn()
+                outputs[name] = out
         except Exception as e:  # a variant the hardware or torch version rejects is reported, not fatal
+            fns.pop(name, None)
             failed[name] = f"{type(e).__name__}: {e}"[:300]
 
     for fmt, (m, xf) in variants(model, x, device).items():
@@ -139,8 +142,10 @@ def bench_batch(model: nn.Module, batch: int, device: torch.device, shape: tuple
             V = {n: t.expand(probe_batch, *t.shape).contiguous() for n, t in v.items()}
             record(f"probe_vmap{probe_batch}/{fmt}", lambda m=m, xf=xf, V=V: C.matvec(
                 "H", m, (xf, y), V, train_mode=True, batched=True))
-            if f"probe_vmap{probe_batch}/{fmt}" in times:
-                times[f"probe_vmap{probe_batch}/{fmt}"] /= probe_batch
+    times = time_interleaved(fns, device, warmup, iters)  # every variant once per round: drift hits all alike
+    for name in times:
+        if name.startswith("probe_vmap"):
+            times[name] /= probe_batch
 
     def fastest(prefix: str) -> str | None:
         return min((k for k in times if k.startswith(prefix)), key=times.__getitem__, default=None)

@@ -3,9 +3,10 @@
     python experiments/bench_methods.py --device cuda --model wrn-16-4 --batch-size 128 --out bench.json
 
 Each timed step is the method's step (forward/backward passes) plus the optimizer step (SGD, momentum 0.9,
-weight decay 5e-4), on random data of Fashion-MNIST's shape (N, 1, 28, 28). SGD is timed in NCHW and in
-channels_last; the faster is the denominator and its memory format is used for every method. On a GPU the steps
-are timed with CUDA events after warm-up; on CPU with ``time.perf_counter``. Goals (the issue): SAM and NSO (k = 1)
+weight decay 5e-4), on random data of Fashion-MNIST's shape (N, 1, 28, 28). Every method is timed in NCHW and in
+channels_last and its faster format counts; the denominator is the faster SGD step. All (method, format) steps are
+timed in interleaved rounds (each once per round), so drift of a shared machine cannot favour one of them; on a GPU
+with CUDA events, on the CPU with ``time.perf_counter``; the median over rounds counts. Goals (the issue): SAM and NSO (k = 1)
 ≤ 2.1×; PSAM, PUSAM, GN-PSAM and the GN-trace penalty ≤ 4×; the Hessian-trace penalty ≤ 8×.
 """
 from __future__ import annotations
@@ -23,19 +24,18 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hessreg.methods import METHODS, check_method  # noqa: E402
 from hessreg.models import build_model  # noqa: E402
-from experiments.timing import time_ms  # noqa: E402
+from experiments.timing import time_interleaved  # noqa: E402
 
 GOALS = {"sam": 2.1, "nso": 2.1, "psam": 4.0, "pusam": 4.0, "gn_psam": 4.0, "gn_trace": 4.0, "hessian_trace": 8.0}
 
 
-def _time_step(model, opt, method, hparams, x, y, warmup: int, iters: int, device: torch.device) -> float:
-    """Median milliseconds per step (method step + optimizer step)."""
+def _step_fn(model, opt, method, hparams, x, y):
+    """One timed step: the method's step, then the optimizer's."""
     def one():
         opt.zero_grad(set_to_none=True)
         method.step(model, x, y, F.cross_entropy, **hparams)
         opt.step()
-
-    return time_ms(one, device, warmup, iters)
+    return one
 
 
 def _setup(args, device, channels_last: bool):
@@ -71,25 +71,35 @@ def main(argv: list[str] | None = None) -> dict:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
 
-    sgd = METHODS["sgd"]
-    variants = {}
-    for channels_last in (False, True):
-        model, opt, x, y = _setup(args, device, channels_last)
-        variants[channels_last] = _time_step(model, opt, sgd, {}, x, y, args.warmup, args.iters, device)
-    channels_last = min(variants, key=variants.get)
-    sgd_ms = variants[channels_last]
+    formats = {"nchw": False, "channels_last": True}
+    steps, peak = {}, {}
+    for name in ["sgd"] + [n for n in names if n != "sgd"]:
+        for fmt, channels_last in formats.items():
+            model, opt, x, y = _setup(args, device, channels_last)
+            steps[name, fmt] = _step_fn(model, opt, METHODS[name], hparams.get(name, {}), x, y)
+            if device.type == "cuda":  # peak memory of one step on its own
+                torch.cuda.reset_peak_memory_stats(device)
+                steps[name, fmt]()
+                peak[name, fmt] = torch.cuda.max_memory_allocated(device) / 2 ** 30
+    # every (method, format) once per round: drift of the machine hits all of them alike
+    ms_all = time_interleaved({f"{n}/{f}": fn for (n, f), fn in steps.items()}, device, args.warmup, args.iters)
+    by = {(n, f): ms_all[f"{n}/{f}"] for n, f in steps}
+
+    variants = {f: by["sgd", f] for f in formats}
+    sgd_fmt = min(variants, key=variants.get)
+    sgd_ms = variants[sgd_fmt]
 
     results = {}
     for name in names:
-        model, opt, x, y = _setup(args, device, channels_last)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        ms = _time_step(model, opt, METHODS[name], hparams[name], x, y, args.warmup, args.iters, device)
-        results[name] = {"ms": ms, "ratio": ms / sgd_ms, "hparams": hparams[name], "goal": GOALS.get(name),
+        by_format = {f: by[name, f] for f in formats}
+        fmt = min(by_format, key=by_format.get)
+        ms = by_format[fmt]
+        results[name] = {"ms": ms, "memory_format": fmt, "ms_by_format": by_format, "ratio": ms / sgd_ms,
+                         "hparams": hparams[name], "goal": GOALS.get(name),
                          "meets_goal": None if name not in GOALS else ms / sgd_ms <= GOALS[name]}
         if device.type == "cuda":
-            results[name]["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
-        print(f"{name:22s} {ms:9.2f} ms  {ms / sgd_ms:6.2f}× SGD"
+            results[name]["peak_mem_gib"] = peak[name, fmt]
+        print(f"{name:22s} {ms:9.2f} ms  {ms / sgd_ms:6.2f}× SGD  ({fmt})"
               + (f"  (goal ≤ {GOALS[name]}×)" if name in GOALS else ""), flush=True)
 
     out = {
@@ -97,8 +107,8 @@ def main(argv: list[str] | None = None) -> dict:
         "warmup": args.warmup, "iters": args.iters, "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
         "tf32": args.tf32 if device.type == "cuda" else None,
-        "sgd_ms": {"nchw": variants[False], "channels_last": variants[True]},
-        "denominator": {"channels_last": channels_last, "ms": sgd_ms},
+        "sgd_ms": variants,
+        "denominator": {"memory_format": sgd_fmt, "ms": sgd_ms},
         "methods": results,
         "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
                      "python": platform.python_version(), "cuda": torch.version.cuda,

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from hessreg import methods, steps
 from hessreg.methods import METHODS, check_method, get_method
-from hessreg.models import MLP, build_model
+from hessreg.models import MLP, BatchNorm, build_model
 from tests.oracle import Dense
 
 DT = torch.float64
@@ -122,6 +122,30 @@ def test_gn_psam_matches_dense_gauss_newton():
     got, _ = _step("psam", model, x, y, rho=rho)  # and PSAM with the full Hessian differs from it
     torch.testing.assert_close(got, g + rho * d.hessian() @ g / g.norm(), rtol=1e-10, atol=1e-12)
     assert (d.hessian() - gn).abs().max() > 1e-3  # the NME is not negligible here: the tests can fail
+
+
+def _conv_bn_net(seed=0):
+    """A tiny convolutional network with BatchNorm (GN-PSAM takes its forward-mode JVP path on it)."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), BatchNorm(2), nn.GELU(), nn.Flatten(), nn.Linear(8, 3)).to(DT)
+    return model.train(), torch.randn(6, 1, 4, 4, dtype=DT), torch.randint(0, 3, (6,))
+
+
+@pytest.mark.parametrize("name", ["mlp-6x2-bn", "conv-bn"])
+def test_gn_psam_forward_mode_jvp_matches_dense_gauss_newton(name):
+    """On BatchNorm/convolutional networks J u is a forward-mode JVP (train-mode BatchNorm: batch statistics)."""
+    if name == "conv-bn":
+        model, x, y = _conv_bn_net()
+    else:
+        torch.manual_seed(0)
+        model = build_model(name, 3, 1, 4, "gelu").to(DT).train()
+        x, y = torch.randn(8, 1, 4, 4, dtype=DT), torch.randint(0, 3, (8,))
+    assert steps._forward_jvp_wins(model)
+    d = Dense(model, x, y, train_mode=True)
+    g, gn = d.grad(), d.gauss_newton()
+    got, _ = _step("gn_psam", model, x, y, rho=0.4)
+    torch.testing.assert_close(got, g + 0.4 * gn @ g / g.norm(), rtol=1e-10, atol=1e-12)
+    assert (d.hessian() - gn).abs().max() > 1e-3  # G ≠ H here: a product of H would fail
 
 
 def test_gn_psam_with_mse_regression():
@@ -407,11 +431,20 @@ def test_benchmark_smoke(tmp_path):
 @pytest.mark.parametrize("name,hp,passes", [
     ("sgd", {}, 1), ("sam", {}, 2), ("rsam", {}, 2), ("weight_noise", {}, 1), ("psam", {}, 1), ("gn_psam", {}, 1),
     ("hessian_trace", {}, 1), ("gn_trace", {}, 1), ("nso", {}, 2), ("nso", {"k": 3}, 6),
-    ("nso", {"two_sided": False, "k": 2}, 2), ("nso", {"lam": 0.5}, 3)])
+    ("nso", {"two_sided": False, "k": 2}, 2), ("nso", {"lam": 0.5}, 3), ("gn_psam_conv", {}, 2)])
 def test_forward_pass_count(name, hp, passes):
     """No wasted passes: NSO with λ = 0 spends exactly 2k (two-sided) or k (one-sided) forward passes."""
-    model, x, y = _net()
+    model, x, y = _conv_bn_net() if name == "gn_psam_conv" else _net()  # conv: + 1 forward-mode JVP pass
     calls = []
     model.register_forward_hook(lambda *a: calls.append(1))
-    _step(name, model, x, y, **hp)
+    _step(name.removesuffix("_conv"), model, x, y, **hp)
     assert len(calls) == passes
+
+
+def test_ensemble_benchmark_smoke(tmp_path):
+    """The seed-ensemble benchmark checks the ensemble's gradients against separate runs before timing them."""
+    from experiments.bench_ensemble import main
+    out = main(["--model", "mlp-8x1", "--seeds", "3", "--batch-size", "4", "--threads", "1", "--warmup", "1",
+                "--iters", "1", "--out", str(tmp_path / "e.json")])
+    (row,) = out["layouts"]
+    assert row["runs_per_hour_gain"] > 0 and isinstance(row["kept"], bool) and (tmp_path / "e.json").exists()
