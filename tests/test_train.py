@@ -160,3 +160,27 @@ def test_non_finite_numbers_and_impossible_models_are_refused(field, value, matc
 def test_non_finite_hyperparameters_are_refused():
     with pytest.raises(TypeError, match="sam: rho must be a finite number, got inf"):
         hr.Config(**TINY | dict(method="sam", hparams={"rho": math.inf}))
+
+
+@pytest.mark.parametrize("method", ["nso", "gn_psam"])
+def test_a_committed_record_reruns_to_the_same_numbers(method, one_thread):
+    """The committed cpu-scale records are the book's evidence, and refactors of the steps and the loop must keep
+    them: rerunning one (one thread, as its provenance says) gives the same history and results bit for bit on the
+    machine and torch build that made it; elsewhere BLAS rounding may differ, so only closeness is asked there."""
+    import socket
+
+    import torch
+
+    from hessreg.results import store_for
+    record = min((r for r in store_for("cpu") if r.config["method"] == method), key=lambda r: r.key)
+    assert record.provenance["threads"] == 1
+    again = train.run(hr.Config.from_dict(record.config))
+    strip = lambda h: [{k: v for k, v in e.items() if k != "time_s"} for e in h]  # noqa: E731
+    same_build = (record.provenance["hostname"], record.provenance["torch"]) == (socket.gethostname(),
+                                                                                 torch.__version__)
+    if same_build:
+        assert strip(again.history) == strip(record.history)
+        assert (again.test_acc, again.test_loss, again.val_acc) == (record.test_acc, record.test_loss, record.val_acc)
+    else:
+        assert again.history[0]["train_loss"] == pytest.approx(record.history[0]["train_loss"], rel=1e-4)
+        assert again.test_acc == pytest.approx(record.test_acc, abs=0.01)
