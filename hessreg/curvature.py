@@ -26,6 +26,7 @@ import contextlib
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp, vmap
 from torch.nn import functional as F
@@ -249,6 +250,16 @@ def hvp_function(model: nn.Module, *, loss: LossArg = "ce", params: Sequence[str
         with measuring(model, train_mode):
             return _product("H", _model_fn(model, theta), theta, x, y, v, loss, method, batched=False)
     return hv
+
+
+def jvp_forward_mode(model: nn.Module, x: Tensor, v: Mapping[str, Tensor]) -> Tensor:
+    """J v at the current weights (v over the parameters it names) by forward-mode AD through the model's own
+    modules, native kernels and BatchNorm included: one forward pass carrying tangents, running stats frozen (in
+    train mode BatchNorm uses this batch's statistics). No input checks: for training steps."""
+    params = dict(model.named_parameters())
+    with torch.no_grad(), fwAD.dual_level(), frozen_stats(model):
+        duals = {n: fwAD.make_dual(params[n].detach(), t) for n, t in v.items()}
+        return fwAD.unpack_dual(functional_call(model, duals, (x,))).tangent
 
 
 def hvp(model: nn.Module, data, v: Mapping[str, Tensor], **kw) -> Vector:

@@ -44,12 +44,11 @@ import contextlib
 from typing import Callable, NamedTuple
 
 import torch
-import torch.autograd.forward_ad as fwAD
 from torch import Tensor, nn
-from torch.func import functional_call
 from torch.nn import functional as F
 from torch.utils.weak import WeakTensorKeyDictionary
 
+from .curvature import jvp_forward_mode
 from .models import batchnorm_mode, frozen_stats
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -279,15 +278,6 @@ def _forward_jvp_wins(model: nn.Module) -> bool:
     return any(isinstance(m, (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm)) for m in model.modules())
 
 
-def _jvp(model: nn.Module, x: Tensor, u: list[Tensor]) -> Tensor:
-    """J u at the current weights by forward-mode AD: one forward pass carrying tangents (running stats frozen;
-    in train mode BatchNorm uses this batch's statistics, as the pass it differentiates did)."""
-    named = _named_trainable(model)
-    with torch.no_grad(), fwAD.dual_level(), frozen_stats(model):
-        duals = {n: fwAD.make_dual(p.detach(), t) for (n, p), t in zip(named, u)}
-        return fwAD.unpack_dual(functional_call(model, duals, (x,))).tangent
-
-
 def gn_psam_step(model, x, y, loss_fn, rho: float) -> StepOutput:
     """PSAM with the full NME ablated (Paper A App. C.1): ∇L + ρ G∇L/‖∇L‖, G = Jᵀ H_z J.
 
@@ -296,7 +286,7 @@ def gn_psam_step(model, x, y, loss_fn, rho: float) -> StepOutput:
     (a second forward pass carrying tangents, running stats frozen), else by the double-backward trick; H_z(Ju) by
     a Hessian-vector product of the loss in z (cheap); one final backward. Needs only 2nd-order derivatives of the
     network, so native BatchNorm suffices; running stats are updated once, by the first pass."""
-    params = trainable(model)
+    names, params = zip(*_named_trainable(model))
     logits, loss = _forward(model, x, y, loss_fn)
     (dz,) = torch.autograd.grad(loss, logits, create_graph=True)  # ∇_zL(z(θ)): graph through the loss only
     forward_jvp = _forward_jvp_wins(model)
@@ -312,7 +302,7 @@ def gn_psam_step(model, x, y, loss_fn, rho: float) -> StepOutput:
         return StepOutput(loss.detach(), logits.detach(), norm)
     u = torch._foreach_div(g, norm + 1e-12)
     if forward_jvp:
-        ju = _jvp(model, x, u)
+        ju = jvp_forward_mode(model, x, dict(zip(names, u)))
     else:
         (ju,) = torch.autograd.grad(jtw, w, grad_outputs=u, retain_graph=True)  # J u
     (hju,) = torch.autograd.grad(dz, logits, grad_outputs=ju, retain_graph=True)  # H_z J u

@@ -159,6 +159,23 @@ def test_wide_resnet_products_in_both_precisions(dtype, tol):
     assert fwd.dtype == dtype and rel(fwd, rev) < tol and rel(gv + nv, fwd) < tol
 
 
+@pytest.mark.parametrize("arch", ["mlp-6x2-bn", "wrn-10-1"])
+def test_forward_mode_jvp_is_the_dense_jacobian_times_v(arch):
+    """jvp_forward_mode (native kernels, train-mode BatchNorm, running stats untouched) = J v with the dense J."""
+    torch.manual_seed(0)
+    size = 4 if arch.startswith("mlp") else 8
+    model = build_model(arch, 3, 1, size, "gelu").to(torch.float64).train()
+    x = torch.randn(5, 1, size, size, dtype=torch.float64)
+    y = torch.randint(0, 3, (5,))
+    v = {n: torch.randn_like(t) for n, t in C.select_params(model).items()}
+    stats = [t.clone() for t in model.buffers()]
+    got = C.jvp_forward_mode(model, x, v)
+    d = Dense(model, x, y, train_mode=True)
+    jac = torch.func.jacrev(d.logits)(d.theta).reshape(-1, d.theta.numel())
+    torch.testing.assert_close(got.reshape(-1), jac @ C.flatten(v), rtol=1e-10, atol=1e-12)
+    assert all(torch.equal(a, b) for a, b in zip(stats, model.buffers())) and model.training
+
+
 def test_callable_loss_for_hessian_only():
     model, (x, y) = mlp("gelu"), batch()
     v = {n: torch.randn_like(t) for n, t in C.select_params(model).items()}
