@@ -135,14 +135,43 @@ def test_batchnorm_third_order_with_primitive_ops():
     assert abs(fd - ad) <= 1e-6 * max(1.0, abs(ad))  # observed 1.4e-7; a wrong derivative is off by O(1)
 
 
-def test_native_batchnorm_refuses_third_order_on_cpu():
-    """Why the primitive forward exists (CPU batch_norm refuses 3rd-order derivatives); if PyTorch lifts this limit the test says so."""
-    model = tiny_cnn()
-    loss, params = loss_and_params(model)
-    g = torch.autograd.grad(loss, params, create_graph=True)
-    h = torch.autograd.grad(sum((gi ** 2).sum() for gi in g), params, create_graph=True)
-    with pytest.raises(RuntimeError, match="3rd"):
-        torch.autograd.grad(sum(hi.sum() for hi in h), params)
+def test_native_batchnorm_third_order_equals_primitive():
+    """PyTorch's batch_norm refuses 3rd-order derivatives; the CPU path's closed-form double backward recomputes the
+    batch statistics when a graph of it is built, so ∇(vᵀHv) exists there and equals the elementary-op one."""
+    results = []
+    for primitive in (False, True):
+        model = tiny_cnn()
+        params = list(model.parameters())
+        v = [torch.randn_like(p, generator=torch.Generator().manual_seed(i)) for i, p in enumerate(params)]
+        with models.batchnorm_mode(model, primitive=primitive, update_stats=False):
+            loss, _ = loss_and_params(model)
+            g = torch.autograd.grad(loss, params, create_graph=True)
+            hv = torch.autograd.grad(sum((a * b).sum() for a, b in zip(g, v)), params, create_graph=True)
+            results.append(torch.autograd.grad(sum((a * b).sum() for a, b in zip(hv, v)), params))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(8, 4, 3, 3), (8, 4)])
+def test_cpu_batchnorm_first_order_is_pytorchs_bit_for_bit(shape):
+    """Forward, running statistics and gradients equal F.batch_norm's exactly (float32): the committed records of
+    first-order methods on BatchNorm models do not move."""
+    torch.manual_seed(0)
+    ours, ref = models.BatchNorm(shape[1]).train(), torch.nn.BatchNorm2d(shape[1]).train()
+    if len(shape) == 2:
+        ref = torch.nn.BatchNorm1d(shape[1]).train()
+    with torch.no_grad():
+        for m in (ours, ref):
+            m.weight.copy_(torch.linspace(0.5, 2, shape[1])), m.bias.copy_(torch.linspace(-1, 1, shape[1]))
+    x = torch.randn(*shape) * 3 + 1
+    dy = torch.randn(*shape)
+    outs = []
+    for m in (ours, ref):
+        xi = x.clone().requires_grad_()
+        y = m(xi)
+        outs.append([y, *torch.autograd.grad(y, (xi, m.weight, m.bias), dy), m.running_mean, m.running_var])
+    for a, b in zip(*outs):
+        assert torch.equal(a, b)
 
 
 def test_batchnorm_under_torch_func_jvp_and_vmap_leaves_stats_untouched():
