@@ -132,15 +132,16 @@ def _conv_bn_net(seed=0):
 
 
 @pytest.mark.parametrize("name", ["mlp-6x2-bn", "conv-bn"])
-def test_gn_psam_forward_mode_jvp_matches_dense_gauss_newton(name):
-    """On BatchNorm/convolutional networks J u is a forward-mode JVP (train-mode BatchNorm: batch statistics)."""
+def test_gn_psam_with_batchnorm_matches_dense_gauss_newton(name):
+    """Train-mode BatchNorm (batch statistics), both ways of computing J u: the double-backward trick on the MLP,
+    a forward-mode JVP on the convolutional network."""
     if name == "conv-bn":
         model, x, y = _conv_bn_net()
     else:
         torch.manual_seed(0)
         model = build_model(name, 3, 1, 4, "gelu").to(DT).train()
         x, y = torch.randn(8, 1, 4, 4, dtype=DT), torch.randint(0, 3, (8,))
-    assert steps._forward_jvp_wins(model)
+    assert steps._forward_jvp_wins(model) == (name == "conv-bn")
     d = Dense(model, x, y, train_mode=True)
     g, gn = d.grad(), d.gauss_newton()
     got, _ = _step("gn_psam", model, x, y, rho=0.4)
