@@ -131,9 +131,10 @@ def _scratch(p: nn.Parameter) -> Tensor:
 def _moved(params: list[nn.Parameter], delta: list[Tensor], sign: float = 1.0):
     """The parameters at θ + sign · delta inside the block, at θ again after it.
 
-    Each parameter is pointed at a fresh tensor θ + sign · delta and back at θ's own storage, so θ comes back
-    exactly without the clone/copy/restore a perturbation otherwise costs (a fixed cost that is a sizeable share
-    of a small model's step). Gradients of passes inside the block still accumulate into ``p.grad``."""
+    Each parameter is pointed at its scratch tensor, filled with θ + sign · delta, and back at θ's own storage, so
+    θ comes back exactly without the clone/copy/restore a perturbation otherwise costs (a fixed cost that is a
+    sizeable share of a small model's step). Gradients of passes inside the block accumulate into ``p.grad``; run
+    their backward inside the block (the next perturbation overwrites the scratch, which autograd would refuse)."""
     theta = [p.data for p in params]
     moved = [_scratch(p) for p in params]
     torch._foreach_copy_(moved, theta)
