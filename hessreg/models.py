@@ -86,9 +86,29 @@ class _TrainBatchNormBackward(torch.autograd.Function):
     @staticmethod
     def forward(ctx, dy, x, weight, mean, invstd, eps):
         ctx.save_for_backward(dy, x, weight, mean, invstd)
+        ctx.save_for_forward(dy, x, weight)
         ctx.eps = eps
         return torch.ops.aten.native_batch_norm_backward(dy, x, weight, None, None, mean, invstd, True, eps,
                                                          [True, True, True])
+
+    @staticmethod
+    def jvp(ctx, t_dy, t_x, t_weight, *_):
+        """Forward mode through the backward (forward-over-reverse): the JVP of the same map in elementary ops.
+        Rarely used (hessreg's own forward-over-reverse products run under torch.func, on elementary ops)."""
+        dy, x, weight = ctx.saved_tensors[:3]
+        eps, dims = ctx.eps, [0] + list(range(2, x.dim()))
+
+        def elementary(dy, x, weight):  # (dx, dγ, dβ) with the batch statistics recomputed from x
+            s = _per_channel(torch.rsqrt(x.var(dims, unbiased=False) + eps), x)
+            xh = (x - _per_channel(x.mean(dims), x)) * s
+            return _per_channel(weight, x) * s * _project(dy, xh, dims), (dy * xh).sum(dims), dy.sum(dims)
+        tangents = [torch.zeros_like(p) if t is None else t for p, t in zip((dy, x, weight), (t_dy, t_x, t_weight))]
+        with torch.enable_grad():  # J t by the double-backward trick (forward mode cannot nest here)
+            inputs = [t.detach().requires_grad_() for t in (dy, x, weight)]
+            outs = elementary(*inputs)
+            ws = [torch.zeros_like(o, requires_grad=True) for o in outs]
+            vjps = torch.autograd.grad(outs, inputs, ws, create_graph=True)
+            return torch.autograd.grad(vjps, ws, tangents)
 
     @staticmethod
     def backward(ctx, a, c_weight, c_bias):

@@ -152,6 +152,26 @@ def test_native_batchnorm_third_order_equals_primitive():
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
+def test_cpu_batchnorm_forward_over_reverse_equals_double_backward():
+    """Eager forward-mode AD through the backward pass (dual weights, then autograd.grad) works through the CPU
+    BatchNorm path and gives the Hessian-vector product of the elementary-op double backward."""
+    import torch.autograd.forward_ad as fwAD
+    model = tiny_cnn()
+    x, y = batch()
+    names, params = zip(*model.named_parameters())
+    v = [torch.randn_like(p, generator=torch.Generator().manual_seed(i)) for i, p in enumerate(params)]
+    with models.batchnorm_mode(model, update_stats=False), fwAD.dual_level():
+        prim = [p.detach().requires_grad_() for p in params]
+        duals = {n: fwAD.make_dual(p, t) for n, p, t in zip(names, prim, v)}
+        g = torch.autograd.grad(F.cross_entropy(functional_call(model, duals, (x,)), y), prim)
+        fwd = [fwAD.unpack_dual(t).tangent for t in g]
+    with models.batchnorm_mode(model, primitive=True, update_stats=False):
+        g = torch.autograd.grad(F.cross_entropy(model(x), y), params, create_graph=True)
+        rev = torch.autograd.grad(g, params, v)
+    for a, b in zip(fwd, rev):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize("shape", [(8, 4, 3, 3), (8, 4)])
 def test_cpu_batchnorm_first_order_is_pytorchs_bit_for_bit(shape):
     """Forward, running statistics and gradients equal F.batch_norm's exactly (float32): the committed records of
