@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hessreg.methods import METHODS, check_method  # noqa: E402
-from hessreg.models import build_model  # noqa: E402
+from hessreg.models import CLOSED_FORM_DEVICES, build_model  # noqa: E402
 from experiments.timing import time_interleaved  # noqa: E402
 
 GOALS = {"sam": 2.1, "nso": 2.1, "psam": 4.0, "pusam": 4.0, "gn_psam": 4.0, "gn_trace": 4.0, "hessian_trace": 8.0}
@@ -61,8 +61,12 @@ def main(argv: list[str] | None = None) -> dict:
                    help="comma-separated method names (default: all)")
     p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=True,
                    help="TF32 convolutions/matmuls on CUDA (the full scale runs with TF32)")
+    p.add_argument("--closed-form-bn-on-cuda", action="store_true",
+                   help="BatchNorm's closed-form double backward on CUDA too (hessreg.models.CLOSED_FORM_DEVICES)")
     p.add_argument("--out", default=None, help="write the result as JSON here")
     args = p.parse_args(argv)
+    if args.closed_form_bn_on_cuda:
+        CLOSED_FORM_DEVICES.add("cuda")
 
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
     hparams = {name: check_method(name, {}) for name in names}  # bad names fail before any timing
@@ -107,6 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
         "warmup": args.warmup, "iters": args.iters, "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
         "tf32": args.tf32 if device.type == "cuda" else None,
+        "closed_form_bn_devices": sorted(CLOSED_FORM_DEVICES),
         "sgd_ms": variants,
         "denominator": {"memory_format": sgd_fmt, "ms": sgd_ms},
         "methods": results,

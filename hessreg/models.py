@@ -132,6 +132,11 @@ class _TrainBatchNormBackward(torch.autograd.Function):
         return g_dy, g_x, (s * a_pdy).reshape(-1), None, None, None
 
 
+# Devices whose batch-statistics BatchNorm is _TrainBatchNorm (measured faster on the CPU); CUDA keeps cuDNN's
+# F.batch_norm until a GPU benchmark says otherwise (add "cuda" here to measure it).
+CLOSED_FORM_DEVICES = {"cpu"}
+
+
 class BatchNorm(nn.modules.batchnorm._BatchNorm):
     """BatchNorm over (N, C) or (N, C, H, W) inputs, differentiable to any order and safe under torch.func.
 
@@ -158,7 +163,7 @@ class BatchNorm(nn.modules.batchnorm._BatchNorm):
             if update:
                 self.num_batches_tracked.add_(1)
             running = update or not use_batch_stats  # None: F.batch_norm neither reads nor writes them
-            if use_batch_stats and self.affine and x.device.type == "cpu":  # its double backward is cheaper there
+            if use_batch_stats and self.affine and x.device.type in CLOSED_FORM_DEVICES:
                 return _TrainBatchNorm.apply(x, self.weight, self.bias, self.running_mean if running else None,
                                              self.running_var if running else None, self.momentum, self.eps)
             return F.batch_norm(x, self.running_mean if running else None, self.running_var if running else None,
