@@ -42,6 +42,23 @@ def _per_channel(t: Tensor, like: Tensor) -> Tensor:
     return t.view([1, -1] + [1] * (like.dim() - 2))
 
 
+def _channel_dims(x: Tensor) -> list[int]:
+    """The dimensions BatchNorm reduces over: all but the channels (dimension 1)."""
+    return [0] + list(range(2, x.dim()))
+
+
+def _batch_stats(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """Per-channel batch mean and 1/√(σ² + ε) (biased σ²), differentiable in x."""
+    dims = _channel_dims(x)
+    return x.mean(dims), torch.rsqrt(x.var(dims, unbiased=False) + eps)
+
+
+def _standardized(x: Tensor, mean: Tensor, invstd: Tensor) -> tuple[Tensor, Tensor]:
+    """(s, x̂) broadcast over x: s = 1/√(σ² + ε) per channel, x̂ = (x − μ) s."""
+    s = _per_channel(invstd, x)
+    return s, (x - _per_channel(mean, x)) * s
+
+
 def _project(v: Tensor, xh: Tensor, dims: list[int]) -> Tensor:
     """P v = v − mean(v) − x̂ · mean(v x̂) per channel: BatchNorm's backward without its γ·s factor (P = Pᵀ)."""
     return v - v.mean(dims, keepdim=True) - xh * (v * xh).mean(dims, keepdim=True)
@@ -69,10 +86,8 @@ class _TrainBatchNorm(torch.autograd.Function):
     def jvp(ctx, tx, tw, tb, *_):
         """ẏ = γ s P ẋ + γ̇ x̂ + β̇ (s = 1/√(σ² + ε))."""
         x, weight, mean, invstd = ctx.saved_tensors  # those of save_for_forward
-        dims = [0] + list(range(2, x.dim()))
-        s = _per_channel(invstd, x)
-        xh = (x - _per_channel(mean, x)) * s
-        out = 0.0 if tx is None else _per_channel(weight, x) * s * _project(tx, xh, dims)
+        s, xh = _standardized(x, mean, invstd)
+        out = 0.0 if tx is None else _per_channel(weight, x) * s * _project(tx, xh, _channel_dims(x))
         if tw is not None:
             out = out + _per_channel(tw, x) * xh
         return out if tb is None else out + _per_channel(tb, x)
@@ -96,11 +111,10 @@ class _TrainBatchNormBackward(torch.autograd.Function):
         """Forward mode through the backward (forward-over-reverse): the JVP of the same map in elementary ops.
         Rarely used (hessreg's own forward-over-reverse products run under torch.func, on elementary ops)."""
         dy, x, weight = ctx.saved_tensors[:3]
-        eps, dims = ctx.eps, [0] + list(range(2, x.dim()))
+        dims = _channel_dims(x)
 
         def elementary(dy, x, weight):  # (dx, dγ, dβ) with the batch statistics recomputed from x
-            s = _per_channel(torch.rsqrt(x.var(dims, unbiased=False) + eps), x)
-            xh = (x - _per_channel(x.mean(dims), x)) * s
+            s, xh = _standardized(x, *_batch_stats(x, ctx.eps))
             return _per_channel(weight, x) * s * _project(dy, xh, dims), (dy * xh).sum(dims), dy.sum(dims)
         tangents = [torch.zeros_like(p) if t is None else t for p, t in zip((dy, x, weight), (t_dy, t_x, t_weight))]
         with torch.enable_grad():  # J t by the double-backward trick (forward mode cannot nest here)
@@ -117,12 +131,11 @@ class _TrainBatchNormBackward(torch.autograd.Function):
         ∂Φ/∂x̂ = −(γ s/n)(Σa x̂ · ẏ + Σẏ x̂ · a) + c_γ ẏ, sums and n per channel. Building a graph of this (third
         derivatives), the batch statistics are recomputed from x so that it is differentiable in x too."""
         dy, x, weight, mean, invstd = ctx.saved_tensors
-        dims = [0] + list(range(2, x.dim()))
-        n = x.numel() // x.shape[1]
+        dims, n = _channel_dims(x), x.numel() // x.shape[1]
         if torch.is_grad_enabled():
-            mean, invstd = x.mean(dims), torch.rsqrt(x.var(dims, unbiased=False) + ctx.eps)
-        s, g, cw = _per_channel(invstd, x), _per_channel(weight, x), _per_channel(c_weight, x)
-        xh = (x - _per_channel(mean, x)) * s
+            mean, invstd = _batch_stats(x, ctx.eps)
+        s, xh = _standardized(x, mean, invstd)
+        g, cw = _per_channel(weight, x), _per_channel(c_weight, x)
         a_x, dy_x = (a * xh).sum(dims, keepdim=True), (dy * xh).sum(dims, keepdim=True)
         a_pdy = (a * dy).sum(dims, keepdim=True) - a.sum(dims, keepdim=True) * dy.mean(dims, keepdim=True) \
             - a_x * dy_x / n  # ⟨a, P ẏ⟩
@@ -163,12 +176,11 @@ class BatchNorm(nn.modules.batchnorm._BatchNorm):
             if update:
                 self.num_batches_tracked.add_(1)
             running = update or not use_batch_stats  # None: F.batch_norm neither reads nor writes them
+            mean, var = (self.running_mean, self.running_var) if running else (None, None)
             if use_batch_stats and self.affine and x.device.type in CLOSED_FORM_DEVICES:
-                return _TrainBatchNorm.apply(x, self.weight, self.bias, self.running_mean if running else None,
-                                             self.running_var if running else None, self.momentum, self.eps)
-            return F.batch_norm(x, self.running_mean if running else None, self.running_var if running else None,
-                                self.weight, self.bias, use_batch_stats, self.momentum, self.eps)
-        dims = [0] + list(range(2, x.dim()))
+                return _TrainBatchNorm.apply(x, self.weight, self.bias, mean, var, self.momentum, self.eps)
+            return F.batch_norm(x, mean, var, self.weight, self.bias, use_batch_stats, self.momentum, self.eps)
+        dims = _channel_dims(x)
         shape = [1, -1] + [1] * (x.dim() - 2)
         if use_batch_stats:
             mean = x.mean(dims)
