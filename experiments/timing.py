@@ -1,4 +1,5 @@
-"""Timing shared by the benchmarks: median milliseconds per call after warm-up, CUDA events on the GPU."""
+"""Timing shared by the benchmarks: median milliseconds per call over interleaved rounds after warm-up, CUDA
+events on the GPU."""
 from __future__ import annotations
 
 import statistics
@@ -21,11 +22,6 @@ def _once(fn: Callable[[], object], device: torch.device) -> float:
     t0 = time.perf_counter()
     fn()
     return (time.perf_counter() - t0) * 1e3
-
-
-def time_ms(fn: Callable[[], object], device: torch.device, warmup: int, iters: int) -> float:
-    """Median milliseconds per call of ``fn`` over ``iters`` calls after ``warmup`` untimed ones."""
-    return time_interleaved({"fn": fn}, device, warmup, iters)["fn"]
 
 
 def time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device, warmup: int,
