@@ -17,7 +17,8 @@ from torch import nn
 from torch.func import functional_call, hessian, jacrev
 from torch.nn import functional as F
 
-from hessreg.models import batchnorm_mode
+from hessreg import activations
+from hessreg.models import BatchNorm, batchnorm_mode
 
 
 def half_mse(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -82,3 +83,18 @@ class Dense:
     def grad_trace_hessian(self) -> torch.Tensor:
         """∇_θ tr H(θ) (third order)."""
         return torch.func.grad(lambda t: torch.trace(self.hessian(t)))(self.theta)
+
+
+def tiny_cnn(activation: str = "gelu") -> nn.Module:
+    """Conv → BatchNorm → σ → Linear → BatchNorm → σ → Linear in float64 (3 classes): BatchNorm in 4-D and 2-D."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 3), BatchNorm(3), activations.make_activation(activation),
+        nn.Flatten(), nn.Linear(3 * 4 * 4, 6), BatchNorm(6), activations.make_activation(activation),
+        nn.Linear(6, 3)).double()
+
+
+def tiny_cnn_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """Five 1 × 6 × 6 float64 images and their labels, for :func:`tiny_cnn`."""
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(5, 1, 6, 6, generator=g, dtype=torch.float64), torch.tensor([0, 1, 2, 1, 0])

@@ -11,10 +11,10 @@ from torch import nn
 from torch.func import jacrev
 from torch.nn import functional as F
 
-from hessreg import methods, steps
+from hessreg import steps
 from hessreg.methods import METHODS, check_method, get_method
-from hessreg.models import MLP, BatchNorm, build_model
-from tests.oracle import Dense
+from hessreg.models import MLP, build_model
+from tests.oracle import Dense, tiny_cnn, tiny_cnn_batch
 
 DT = torch.float64
 
@@ -124,11 +124,9 @@ def test_gn_psam_matches_dense_gauss_newton():
     assert (d.hessian() - gn).abs().max() > 1e-3  # the NME is not negligible here: the tests can fail
 
 
-def _conv_bn_net(seed=0):
-    """A tiny convolutional network with BatchNorm (GN-PSAM takes its forward-mode JVP path on it)."""
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Conv2d(1, 2, 3), BatchNorm(2), nn.GELU(), nn.Flatten(), nn.Linear(8, 3)).to(DT)
-    return model.train(), torch.randn(6, 1, 4, 4, dtype=DT), torch.randint(0, 3, (6,))
+def _conv_bn_net():
+    """The shared tiny convolutional network with BatchNorm, train mode (GN-PSAM's forward-mode JVP path)."""
+    return (tiny_cnn().train(), *tiny_cnn_batch())
 
 
 @pytest.mark.parametrize("name", ["mlp-6x2-bn", "conv-bn"])

@@ -6,6 +6,8 @@ from torch.func import functional_call, grad, jvp, vmap
 from torch.nn import functional as F
 
 from hessreg import activations, models
+from tests.oracle import tiny_cnn
+from tests.oracle import tiny_cnn_batch as batch
 
 
 @pytest.mark.parametrize("activation", sorted(activations.ACTIVATIONS))
@@ -51,19 +53,6 @@ def test_pretrained_weights_load_from_cache(tmp_path, monkeypatch):
 def test_bad_model_names(bad):
     with pytest.raises(ValueError, match="valid forms|6n \\+ 4"):
         models.build_model(bad, 10, 1, 28)
-
-
-def tiny_cnn(activation="gelu"):
-    torch.manual_seed(0)
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(1, 3, 3), models.BatchNorm(3), activations.make_activation(activation),
-        torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 6), models.BatchNorm(6),
-        activations.make_activation(activation), torch.nn.Linear(6, 3)).double()
-
-
-def batch():
-    g = torch.Generator().manual_seed(1)
-    return torch.randn(5, 1, 6, 6, generator=g, dtype=torch.float64), torch.tensor([0, 1, 2, 1, 0])
 
 
 def test_batchnorm_matches_pytorch_in_train_and_eval():

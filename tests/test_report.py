@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +14,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from hessreg import chapters, curvature, methods, models, plots, report
+from hessreg import chapters, methods, models, plots, report
 from hessreg.results import RecordStore
 from hessreg.sweep import sweep
 from hessreg.train import Config
