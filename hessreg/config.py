@@ -36,7 +36,8 @@ NOT_IN_KEY = ("device", "data_root")
 # Fields added after records were first stored, with the value those records implicitly had: a field at this
 # value is left out of the key, so adding a field never orphans stored records. Every entry is relied on by
 # committed records (hundreds of them have each field at this value): dropping one would move their keys.
-LATER_FIELDS: dict[str, Any] = {"val_size": None, "init": None, "measure": (), "checkpoint": "final"}
+LATER_FIELDS: dict[str, Any] = {"val_size": None, "init": None, "measure": (), "checkpoint": "final",
+                                "label_noise": 0.0}
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class Config:
     measure: tuple[str, ...] = ()  # measurements taken at initialization and after training (MEASUREMENTS)
     checkpoint: str = "final"  # the weights a run ends with: the last epoch's, or "best_val" (Paper B's protocol:
     # validation accuracy after every epoch, the best epoch's weights restored; needs val_size)
+    label_noise: float = 0.0  # fraction of training labels replaced by a wrong class, drawn per seed (symmetric
+    # noise, data.symmetric_label_noise); validation and test labels stay clean
 
     def __post_init__(self):
         if isinstance(self.measure, list):  # YAML and JSON give lists
@@ -91,6 +94,8 @@ class Config:
         for name in ("epochs", "batch_size", "step_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.label_noise and self.dataset in data.FOLDER_DATASETS:
+            raise ValueError(f"label_noise needs an in-memory dataset, not {self.dataset}")
         if self.checkpoint == "best_val" and not self.val_size:
             raise ValueError("checkpoint='best_val' needs a validation split: set val_size")
         if self.init is not None:
@@ -109,6 +114,7 @@ class Config:
                                ("weight_decay", " with weight_decay ≥ 0", lambda v: v >= 0),
                                ("momentum", " with 0 ≤ momentum < 1", lambda v: 0 <= v < 1),
                                ("step_gamma", " with 0 < step_gamma ≤ 1", lambda v: 0 < v <= 1),
+                               ("label_noise", " with 0 ≤ label_noise < 1", lambda v: 0 <= v < 1),
                                ("beta", "", lambda v: True)):
             value = getattr(self, name)
             if not (math.isfinite(value) and ok(value)):

@@ -215,6 +215,19 @@ class TensorData:
             yield self.x_val[i:i + batch_size], self.y_val[i:i + batch_size]
 
 
+def symmetric_label_noise(y: Tensor, fraction: float, num_classes: int, seed: int) -> Tensor:
+    """``y`` with ``round(fraction · n)`` labels, chosen at random, each replaced by a class drawn uniformly from
+    the other ``num_classes − 1`` (symmetric noise; every corrupted label is wrong, so the fraction is exact).
+    The draw depends on ``seed`` (the run's): the arms of one seed share it, seeds differ."""
+    rng = np.random.default_rng([DATA_SEED + 3, seed])
+    n = len(y)
+    which = rng.permutation(n)[:round(fraction * n)]
+    shift = torch.as_tensor(rng.integers(1, num_classes, size=len(which)), dtype=y.dtype, device=y.device)
+    out = y.clone()
+    out[torch.as_tensor(which, device=y.device)] = (y[torch.as_tensor(which, device=y.device)] + shift) % num_classes
+    return out
+
+
 def _subset(n: int, size: int | None, seed: int) -> np.ndarray:
     if size is None or size >= n:
         return np.arange(n)

@@ -14,12 +14,12 @@ across ranks after the method's step — whatever the method, since every method
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import logging
 import math
 import os
-import socket
-import sys
 import time
 from pathlib import Path
 
@@ -28,15 +28,17 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import data, distributed, methods, models, sizes
+from .provenance import provenance, sha256
 from .config import Config, Record, pretrain_config
 from .estimators import MEASUREMENTS
-from .repo import build_dir, git_commit, write_atomic
+from .repo import build_dir, root, write_atomic
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX: no lock (one process pretrains at a time)
     fcntl = None
 
+log = logging.getLogger(__name__)
 
 def make_optimizer(config: Config, params) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
@@ -88,33 +90,29 @@ def evaluate(model: nn.Module, batches) -> tuple[float, float]:
     return loss / n, correct / n
 
 
-def provenance(device: torch.device) -> dict:
-    return {
-        "commit": git_commit(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "python": ".".join(map(str, sys.version_info[:3])),
-        "hostname": socket.gethostname(),
-        "threads": torch.get_num_threads(),  # CPU results move by ~0.2 pt between 1 and 2 threads
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-
-
 # ------------------------------------------------------------------------------------------ initial weights
 
-def initialize(model: nn.Module, spec: str, device) -> None:
-    """Load the initial weights ``Config.init`` names into every layer but the head (:func:`models.load_backbone`)."""
+def initialize(model: nn.Module, spec: str, device) -> str | None:
+    """Load the initial weights ``Config.init`` names into every layer but the head (:func:`models.load_backbone`);
+    return the SHA-256 of the weights file of a ``pretrain:`` spec (None for torchvision's ImageNet weights)."""
     kind, _, name = spec.partition(":")
     if kind == "imagenet":
         models.load_backbone(model, models.load_pretrained_state(name))
-    else:  # "pretrain", checked by Config
-        models.load_backbone(model, pretrained(spec, device))
+        return None
+    state, digest = pretrained(spec, device)  # "pretrain", checked by Config
+    models.load_backbone(model, state)
+    return digest
+
+
+def committed_weights_dir() -> Path:
+    """``<root>/results/weights``: the backbones the committed fine-tuning records start from, one ``<key>.pt`` per
+    pretraining config with its training record ``<key>.json`` (which names the file's SHA-256)."""
+    return root() / "results" / "weights"
 
 
 def weights_dir() -> Path:
-    """Where pretrained weights are cached: ``$HESSREG_WEIGHTS``, else ``$HESSREG_STORE/weights``, else
-    ``_build/weights`` (never committed; a fresh machine pretrains once)."""
+    """Where backbones that are not committed are cached: ``$HESSREG_WEIGHTS``, else ``$HESSREG_STORE/weights``,
+    else ``_build/weights`` (never committed)."""
     if os.environ.get("HESSREG_WEIGHTS"):
         return Path(os.environ["HESSREG_WEIGHTS"])
     if os.environ.get("HESSREG_STORE"):
@@ -122,33 +120,54 @@ def weights_dir() -> Path:
     return build_dir("weights")
 
 
-def pretrained(spec: str, device="auto") -> dict:
-    """The state dict of the ``pretrain:`` spec's model, trained by :func:`run` once and cached as
-    ``<weights_dir()>/<key>.pt`` with its record beside it (written atomically, under a file lock so that parallel
-    sweep processes pretrain once)."""
+class BackboneError(RuntimeError):
+    """A committed backbone whose bytes are not the ones its record names."""
+
+
+def pretrained(spec: str, device="auto") -> tuple[dict, str]:
+    """The state dict of the ``pretrain:`` spec's model and its file's SHA-256.
+
+    Looked for in :func:`committed_weights_dir` first (its SHA-256 checked against its record: a committed
+    backbone is evidence, so a mismatch is an error, never a retraining). Otherwise trained by :func:`run`, once,
+    and cached in :func:`weights_dir` with its record beside it (written atomically, under a file lock so that
+    parallel sweep processes pretrain once) — logged, since runs from a backbone trained here round like this
+    machine, not like the committed records (``experiments/pretrain.py`` commits one)."""
     dev = torch.device(device) if not isinstance(device, str) or device != "auto" else None
     config = pretrain_config(spec, "auto" if dev is None else dev.type)
+    committed = committed_weights_dir() / f"{config.key}.pt"
+    if committed.exists():
+        digest, named = sha256(committed), json.loads(committed.with_suffix(".json").read_text())["weights_sha256"]
+        if digest != named:
+            raise BackboneError(f"{committed}: SHA-256 {digest} but its record names {named}; restore it with "
+                                f"`git checkout -- {committed.relative_to(root())}`")
+        return torch.load(committed, map_location="cpu", weights_only=True), digest
     path = weights_dir() / f"{config.key}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "a") as lock:
         if fcntl is not None:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         if not path.exists():
+            log.warning("pretraining %s here (no committed backbone %s): runs fine-tuned from it round like this "
+                        "machine", spec, committed.relative_to(root()))
             with torch.random.fork_rng():  # the fine-tuning run that triggered this keeps its random stream
                 record, model = run(config, return_model=True)
             if record.diverged:
                 raise RuntimeError(f"pretraining {spec!r} diverged at {record.diverged_at}")
-            write_atomic(path.with_suffix(".json"), json.dumps(record.to_dict(), indent=1, sort_keys=True))
             buffer = io.BytesIO()
             torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, buffer)
             write_atomic(path, buffer.getvalue())
-    return torch.load(path, map_location="cpu", weights_only=True)
+            write_atomic(path.with_suffix(".json"), json.dumps(record.to_dict() | {"weights_sha256": sha256(path)},
+                                                               indent=1, sort_keys=True))
+    return torch.load(path, map_location="cpu", weights_only=True), sha256(path)
 
 
 def pretrain_record(spec: str) -> dict | None:
-    """The stored record (as a dict) of a cached pretraining run, or None if it has not run here."""
-    path = weights_dir() / f"{pretrain_config(spec).key}.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    """The record (as a dict) of a pretraining run, committed or cached here; None if it has not run here."""
+    key = pretrain_config(spec).key
+    for folder in (committed_weights_dir(), weights_dir()):
+        if (folder / f"{key}.json").exists():
+            return json.loads((folder / f"{key}.json").read_text())
+    return None
 
 
 # -------------------------------------------------------------------------------------------------- one run
@@ -170,11 +189,13 @@ def run(config: Config, *, check_every: int = 25, return_model: bool = False) ->
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the world size {world}")
     local_batch = config.batch_size // world
     ds = data.load(config.dataset, config.train_size, config.test_size, device, config.data_root, config.val_size)
+    if config.label_noise:  # a new dataset object: the loaded one is cached and shared
+        ds = dataclasses.replace(ds, y_train=data.symmetric_label_noise(ds.y_train, config.label_noise,
+                                                                        ds.num_classes, config.seed))
     torch.manual_seed(config.seed)
     model = models.build_model(config.model, ds.num_classes, ds.in_channels, ds.image_size,
                                config.activation, config.beta).to(device)
-    if config.init is not None:
-        initialize(model, config.init, device)
+    init_sha256 = initialize(model, config.init, device) if config.init is not None else None
     metrics = [{"when": "init", "name": m, "value": MEASUREMENTS[m](model, ds)} for m in config.measure]
     method = methods.get_method(config.method)
     hp = method.resolve(dict(config.hparams))
@@ -242,6 +263,7 @@ def run(config: Config, *, check_every: int = 25, return_model: bool = False) ->
                 for m in config.measure]
     record = Record(key=config.key, config=config.to_dict(), history=history, test_loss=test_loss,
                     test_acc=test_acc, diverged=diverged_at is not None, diverged_at=diverged_at,
-                    wall_time_s=time.perf_counter() - start, provenance=provenance(device), metrics=metrics,
+                    wall_time_s=time.perf_counter() - start, metrics=metrics,
+                    provenance=provenance(device, **({"init_sha256": init_sha256} if init_sha256 else {})),
                     val_loss=val_loss, val_acc=val_acc, selected_epoch=selected_epoch)
     return (record, model) if return_model else record
