@@ -21,16 +21,37 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from hessreg import chapters, distributed, results  # noqa: E402
+from hessreg import book, chapters, distributed, results  # noqa: E402
 from hessreg.data import DataNotFoundError  # noqa: E402
 from hessreg.sweep import GridError, sweep  # noqa: E402
+
+
+def shard(text: str) -> tuple[int, int]:
+    """``--shard i/n`` as (i, n), refused by argparse unless 0 ≤ i < n."""
+    i, slash, n = text.partition("/")
+    if not (slash and i.isdigit() and n.isdigit() and int(i) < int(n)):
+        raise argparse.ArgumentTypeError(f"expected i/n with 0 ≤ i < n (e.g. 0/4), got {text!r}")
+    return int(i), int(n)
+
+
+def chapter_configs(chapter: str, scale: str, overrides: list[str]) -> list:
+    """The chapter's runs at ``scale`` with ``--set NAME=VALUE`` overrides (VALUE as YAML), every parameter
+    checked as the notebook checks it (:func:`hessreg.book.check_parameters`) and every config validated."""
+    params = chapters.load_params(chapter, scale)
+    for item in overrides:
+        name, _, value = item.partition("=")
+        try:
+            params[name] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--set {item!r}: the value is not YAML ({str(e).splitlines()[0]})") from None
+    return chapters.configs(chapter, book.check_parameters(chapter, **params))
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("chapters", nargs="+", help=f"'all', or one or more of: {', '.join(chapters.GRIDS)}")
     ap.add_argument("--scale", default="full", choices=chapters.SCALES)
-    ap.add_argument("--shard", default="0/1", help="i/n: run every n-th config starting at i")
+    ap.add_argument("--shard", default=(0, 1), type=shard, help="i/n: run every n-th config starting at i")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
     ap.add_argument("--dry-run", action="store_true", help="only count the runs and how many are stored")
     ap.add_argument("--threads", type=int, default=1,
@@ -38,19 +59,16 @@ def main(argv=None) -> int:
                          "one 2-thread process; the count is in each record's provenance, as results depend on it)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    i, n = (int(v) for v in args.shard.split("/"))
-    configs = []
+    i, n = args.shard
     names = args.chapters
     if names == ["all"]:  # every chapter with runs at this scale (the cpu-scale appendix has no full scale)
         names = [c for c in chapters.GRIDS if chapters.has_params(c, args.scale)]
-    for chapter in names:
-        params = chapters.load_params(chapter, args.scale)
-        for item in args.set:
-            name, _, value = item.partition("=")
-            if name not in params:
-                ap.error(f"unknown parameter {name!r}; valid: {', '.join(params)}")
-            params[name] = yaml.safe_load(value)
-        configs += chapters.configs(chapter, params)  # every config validated before any training
+    try:  # every chapter's configs validated before any training
+        configs = [c for chapter in names for c in chapter_configs(chapter, args.scale, args.set)]
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        # the checks' errors (unknown chapter or parameter, a scale the chapter lacks, a bad value or type) name
+        # what is wrong: said as argparse says a bad argument, no traceback
+        ap.error(str(e))
     rank, world = distributed.init_from_env()  # torchrun: one process group, one device per rank
     try:
         df = sweep(configs, results.store_for(args.scale), shard=(i, n), desc=f"shard {i}/{n}",

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import yaml
 
-from . import chapters, claims, plots, report, results, stats
+from . import chapters, claims, plots, report, results, rules, stats
 from .config import Config
 from .repo import build_dir, write_atomic
 from .sweep import sweep
@@ -107,16 +107,18 @@ class ChapterResult:
         d = plots.with_labels(self.frame if frame is None else frame)
         if labels:
             d = d.assign(method_label=d["method"].map(lambda m: labels.get(m, m)))
-        return stats.outcomes(d, self.params["verdict"]["chance_margin"])
+        v = self.params["verdict"]
+        return stats.outcomes(d, v["chance_margin"], collapse_epochs=v.get("collapse_epochs", 3))
 
     def figure(self, name: str, fig, what: str, **kw) -> None:
         """The chapter's figure ``name`` (:func:`figure`) with :meth:`caption` of ``what``."""
         figure(name, fig, self.caption(what), **kw)
 
     def judge(self, claim: str, *parts) -> claims.Verdict:
-        """The verdict on ``claim`` (an id of :data:`hessreg.claims.CLAIMS`) from its ``parts`` at this scale,
-        saved for the scoreboard."""
-        verdict = claims.CLAIMS[claim].judge(self, *parts)
+        """The verdict on ``claim`` (an id of :data:`hessreg.claims.CLAIMS`) at this scale by its rule
+        (:data:`hessreg.rules.RULES`; or from ``parts`` given here), saved for the scoreboard."""
+        c = claims.CLAIMS[claim]
+        verdict = c.unevaluated(self) or c.judge(self, *(parts or rules.RULES[claim](self)))
         verdict.save(self.chapter)
         return verdict
 

@@ -19,7 +19,7 @@ from .config import Config, pretrain_spec
 from .repo import PARAMS, root
 from .sweep import grid, unique
 
-SCALES = ("smoke", "cpu", "full", "paper")
+SCALES = ("smoke", "cpu", "noisy", "full", "paper")
 
 
 def params_path(chapter: str, scale: str) -> Path:
@@ -47,7 +47,8 @@ def base_config(p: dict, **fields) -> Config:
     """The fields every chapter's parameter file carries, as a Config."""
     return Config(dataset=p["dataset"], train_size=p["train_size"], test_size=p["test_size"], model=p["model"],
                   epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"],
-                  schedule=p["schedule"], augment=p["augment"], device=p["device"], **fields)
+                  schedule=p["schedule"], augment=p["augment"], device=p["device"],
+                  label_noise=p.get("label_noise", 0.0), **fields)
 
 
 def sgd_activations(p: dict) -> list[Config]:
@@ -113,6 +114,26 @@ def calibration(p: dict) -> list[Config]:
     runs += grid(base, activation=["gelu"], method=["hessian_trace"], sigma2=[p["gonogo_sigma2"]], n_probes=[1],
                  seed=p["seeds"])
     return runs + grid(base, activation=["gelu"], method=["gn_trace"], sigma2=[p["gonogo_sigma2"]], seed=p["seeds"])
+
+
+def noisy_calibration(p: dict) -> list[Config]:
+    """The noisy scale's calibration (appendix): for each of ``candidates`` (a model and its label-noise
+    fractions ``noise``), the positive controls — SGD, SAM at ``sam_rho``, the GN-trace penalty at each of ``gn_sigma2s``,
+    PSAM with GELU at ``psam_rho`` (all GELU) — and, for Paper B's stand-in (``nso``: a fine-tuning parameter
+    set), plain fine-tuning, SAM, label smoothing and NSO at each noise fraction."""
+    runs = []
+    for c in p["candidates"]:
+        base, noise = base_config(p | {"model": c["model"]}, activation="gelu"), c["noise"]
+        runs += grid(base, label_noise=noise, seed=p["seeds"])
+        runs += grid(base, method=["sam"], rho=[p["sam_rho"]], label_noise=noise, seed=p["seeds"])
+        runs += grid(base, method=["gn_trace"], sigma2=p["gn_sigma2s"], label_noise=noise, seed=p["seeds"])
+        runs += grid(base, method=["psam"], rho=[p["psam_rho"]], label_noise=noise, seed=p["seeds"])
+    b = p["nso"] | {"seeds": p["seeds"]}
+    base = nso_base(b)
+    for method, hp in (("sgd", {}), ("sam", {"rho": b["sam_rhos"]}), ("label_smoothing", {"alpha": b["ls_alphas"]}),
+                       ("nso", {"sigma": b["sigmas"]})):
+        runs += grid(base, method=[method], **hp, label_noise=b["noise"], seed=p["seeds"])
+    return runs
 
 
 # ------------------------------------------------------------------------------------ Paper B (NSO) chapters
@@ -184,6 +205,7 @@ GRIDS: dict[str, Callable[[dict], list[Config]]] = {
     "13_nso_flatness": nso_comparison,
     "14_nso_ablations": nso_ablations,
     "appendix_cpu_scale": calibration,
+    "appendix_noisy_scale": noisy_calibration,
 }
 
 

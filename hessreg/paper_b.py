@@ -1,5 +1,5 @@
 """Paper B's chapters (12–14) in tables: readable method names, each hyperparameter setting's validation and test
-accuracy (the selection by validation reads it: :func:`hessreg.claims.select`), the flatness measurements as a
+accuracy (the selection by validation reads it: :func:`hessreg.rules.select`), the flatness measurements as a
 frame and their relative reductions, and the ablation runs of chapter 14 labelled by ablation.
 
 The runs themselves are the grids of :mod:`hessreg.chapters`; the transfer task (pretraining on Fashion-MNIST,
@@ -34,6 +34,7 @@ def settings_table(df: pd.DataFrame, by: str = "method", metric: str = "val_acc"
             rows.append({by: group, "setting": ", ".join(f"{c[3:]}={v:g}" if isinstance(v, float) else
                                                           f"{c[3:]}={v}" for c, v in zip(cols, setting)) or "—",
                          f"{metric}_mean": 100 * crit.mean() if crit.notna().any() else math.nan,
+                         "val_loss_mean": s["val_loss"].astype(float).mean() if "val_loss" in s else math.nan,
                          "test_acc_mean": 100 * s["test_acc"].mean(), "test_acc_std": 100 * s["test_acc"].std(),
                          "n": len(s), "diverged": int(s["diverged"].sum()), "_keys": list(s["key"])})
     return pd.DataFrame(rows)

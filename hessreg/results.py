@@ -246,6 +246,7 @@ def frame(records: Iterable[Record]) -> pd.DataFrame:
         last = r.history[-1] if r.history else {}
         rows.append(cfg | {f"hp_{k}": v for k, v in hp.items()} | {
             "key": r.key, "test_acc": r.test_acc, "test_loss": r.test_loss, "val_acc": r.val_acc,
+            "val_loss": r.val_loss, "train_accs": [h.get("train_acc") for h in r.history],
             "train_loss": last.get("train_loss"), "train_acc": last.get("train_acc"),
             "epochs_done": len(r.history), "diverged": r.diverged, "wall_time_s": r.wall_time_s,
             "commit": r.provenance.get("commit"), "device_name": r.provenance.get("device"),

@@ -1,12 +1,16 @@
 """Chapter plumbing: parameter files agree with the notebooks, papermill sees the parameters, bad parameters
 fail before training, and a chapter shows committed full-scale records when they are complete."""
+import typing
 from pathlib import Path
 
+import click.testing
 import nbformat
 import papermill
+import papermill.cli
 import pytest
 
 from hessreg import book, chapters, results
+from hessreg.typecheck import conforms
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -17,7 +21,8 @@ def parameters_cell(chapter):
     assert len(cells) == 1, f"{chapter}: exactly one cell tagged 'parameters'"
     namespace = {}
     exec(cells[0].source, namespace)
-    return {k: v for k, v in namespace.items() if not k.startswith("__")}
+    # all but the cell's one import, which its type hints use
+    return {k: v for k, v in namespace.items() if not k.startswith("__") and v is not typing.Optional}
 
 
 @pytest.mark.parametrize("chapter", chapters.names())
@@ -35,13 +40,34 @@ def test_parameter_files_agree_with_the_notebook(chapter):
     assert set(inspected) == set(smoke)
 
 
+NOTEBOOKS = [p for p in sorted((REPO / "book").glob("*.ipynb"))
+             if any("parameters" in c.metadata.get("tags", []) for c in nbformat.read(p, as_version=4).cells)]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_describe_themselves(notebook):
+    """``papermill --help-notebook`` gives every parameter a type and one line of help, and the type holds the
+    parameter's value at every scale."""
+    inspected = papermill.inspect_notebook(str(notebook))
+    assert inspected
+    for name, p in inspected.items():
+        assert p["inferred_type_name"] != "None" and p["help"], f"{notebook.stem}: {name} lacks a type or a help"
+    shown = click.testing.CliRunner().invoke(papermill.cli.papermill, ["--help-notebook", str(notebook)]).output
+    assert "Unknown type" not in shown and all(p["help"] in shown for p in inspected.values())
+    chapter = notebook.stem
+    for scale in [s for s in chapters.SCALES if chapters.has_params(chapter, s)]:
+        for name, value in chapters.load_params(chapter, scale).items():
+            hint = eval(inspected[name]["inferred_type_name"], {"Optional": typing.Optional})
+            assert conforms(value, hint), f"{chapter} at {scale}: {name} = {value!r} is not {hint}"
+
+
 def test_check_parameters_errors():
     chapter = next(iter(chapters.GRIDS))
     with pytest.raises(TypeError, match="'epochs' .* must be int"):
         book.check_parameters(chapter, scale="smoke", epochs="3")
     with pytest.raises(TypeError, match="'seeds' .* must be list of int"):
         book.check_parameters(chapter, scale="smoke", seeds=[0.5])
-    with pytest.raises(ValueError, match="valid choices: smoke, cpu, full, paper"):
+    with pytest.raises(ValueError, match=f"valid choices: {', '.join(chapters.SCALES)}"):
         book.check_parameters(chapter, scale="huge")
     with pytest.raises(ValueError, match="unknown parameter"):
         book.check_parameters(chapter, scale="smoke", nonsense=1)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.func import hessian
 
-from hessreg import claims
+from hessreg import claims, rules
 from hessreg import landscape as L
 from hessreg.activations import beta_gelu_second_derivative, make_activation
 
@@ -113,13 +113,13 @@ def test_figure7_verdict_and_frame():
     params = dict(scale="smoke", device="cpu", seed=0, hidden=3, weights=[[0, 0], [1, 0]], target=-1.5,
                   grid_points=100, extent=2.0, beta=10.0, betas=[5.0, 10.0])
     fig7 = L.figure7(params)
-    v = claims.nme_landscape(fig7, "smoke")
+    v = rules.nme_landscape(fig7, "smoke")
     assert v.status == "reproduced" and v.claim.id == "A7" and v.scale == "smoke"
     assert len(fig7.sweep) == 2 and math.isclose(fig7.sweep["beta"].iloc[1], 10.0)
     df = fig7.frame()
     assert len(df) == 2 * 100 * 100 and set(df["activation"]) == {"relu", "beta_gelu"}
     assert len(fig7.figure_data(4)) == len(df)
-    coarse = claims.nme_landscape(L.figure7(params | dict(grid_points=40, beta=40.0, betas=[40.0])), "smoke")
+    coarse = rules.nme_landscape(L.figure7(params | dict(grid_points=40, beta=40.0, betas=[40.0])), "smoke")
     assert coarse.status == "inconclusive"  # 1/β spans < 2 grid steps
 
 
