@@ -2,6 +2,7 @@
 does not define, its errors, and a reader's own method (``package.module:attr``) through chapter 02's grid."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -12,12 +13,12 @@ import pandas as pd
 import pytest
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from hessreg import chapters, methods, models, plots, report
 from hessreg.results import RecordStore
 from hessreg.sweep import sweep
 from hessreg.train import Config
+from tests.oracle import Dense
 
 REPO = Path(__file__).resolve().parent.parent
 DT = torch.float64
@@ -27,27 +28,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def dense(model: nn.Module, x, y, train_mode: bool = False) -> dict[str, torch.Tensor]:
-    """H by torch.autograd.functional.hessian of the flat parameters, G = Jᵀ H_z J from the dense Jacobian of
-    the logits (H_z = (diag p − p pᵀ)/B per sample), N = H − G."""
-    names = [n for n, _ in model.named_parameters()]
-    shapes = [p.shape for _, p in model.named_parameters()]
-    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-    buffers = {n: b.clone() for n, b in model.named_buffers()}  # a train-mode forward must not move them
-
-    def logits(t):
-        parts, i = {}, 0
-        for n, s in zip(names, shapes):
-            parts[n] = t[i:i + s.numel()].view(s)
-            i += s.numel()
-        return functional_call(model, {**parts, **buffers}, (x,))
-    model.train(train_mode)
-    with models.frozen_stats(model):
-        H = torch.autograd.functional.hessian(lambda t: nn.functional.cross_entropy(logits(t), y), flat)
-        J = torch.autograd.functional.jacobian(logits, flat).reshape(-1, flat.numel())  # (B·C) × P
-        p = torch.softmax(logits(flat), -1)
-    B, C = p.shape
-    Hz = torch.block_diag(*[(torch.diag(q) - torch.outer(q, q)) / B for q in p])
-    G = J.T @ Hz @ J
+    """H, G and N = H − G from the shared dense float64 oracle (tests/oracle.py)."""
+    oracle = Dense(model, x, y, train_mode=train_mode)
+    H, G = oracle.hessian(), oracle.gauss_newton()
     return {"H": H, "G": G, "N": H - G}
 
 
@@ -101,6 +84,21 @@ def test_traces_and_eigenvalues_match_the_dense_oracle(act):
     assert mc.meta["identity_residual"] < 1e-12
 
 
+def test_exact_traces_never_build_the_n_by_n_identity():
+    """Issue 26: the exact path built the N × N identity once per chunk of unit vectors (5 GB in float64 for a
+    25,120-weight layer). Here N = 3,010 in one layer: no op may allocate N²·8 / 8 bytes (9 MB; the identity is 72
+    MB, one chunk of 100 unit vectors 2.4 MB), as torch's profiler sees every op's CPU memory."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(300, 10), nn.GELU(), nn.Linear(10, 3)).to(DT)
+    x, y = torch.randn(4, 300, generator=torch.Generator().manual_seed(1), dtype=DT), torch.tensor([0, 1, 2, 0])
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        r = report.curvature_report(report.prepare(net), [(x, y)], exact=True, eigs=0, probe_batch=100)
+    n = sum(p.numel() for p in net[0].parameters())
+    assert r.traces.query("layer == '0'")["n"].tolist() == [n] * 3 and n == 3010
+    largest = max(e.cpu_memory_usage for e in prof.events())
+    assert largest < n * n * 8 / 8, f"one op allocated {largest / 2 ** 20:.1f} MiB"
+
+
 def test_batchnorm_eval_and_train_mode_match_the_oracle():
     """torch's BatchNorm1d (swapped for hessreg's) and an in-place ReLU: with running statistics the model is
     affine in each layer's weights between the masks, so tr N = 0; with batch statistics it is not."""
@@ -110,8 +108,11 @@ def test_batchnorm_eval_and_train_mode_match_the_oracle():
         net[1].running_mean.normal_(), net[1].running_var.uniform_(0.5, 2), net[1].weight.uniform_(0.5, 2)
     x, y = tiny_data()
     for train_mode in (False, True):
-        oracle = dense(net, x, y, train_mode)
-        r = report.curvature_report(report.prepare(net), [(x, y)], exact=True, eigs=0, train_mode=train_mode)
+        ours = report.prepare(net)  # the oracle runs it on elementary ops (tests/oracle.py), the report natively
+        with torch.no_grad():  # the swap computes the same function (on a copy: train mode moves running stats)
+            torch.testing.assert_close(ours.train(train_mode)(x), copy.deepcopy(net).train(train_mode)(x))
+        oracle = dense(ours, x, y, train_mode)
+        r = report.curvature_report(ours, [(x, y)], exact=True, eigs=0, train_mode=train_mode)
         for kind in "HGN":
             assert traces(r, kind) == pytest.approx(block_traces(net, oracle[kind]), rel=1e-9, abs=1e-12)
         assert (traces(r, "N")["0"] == 0.0) is not train_mode
@@ -258,3 +259,11 @@ def test_benchmark_runs(tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
     assert result["report_over_epoch"] > 0 and result["threads"] == 1
+    done = subprocess.run([sys.executable, str(REPO / "experiments" / "bench_report.py"), "--exact", "--hidden", "3",
+                           "--samples", "8", "--out", str(out)], env=env, capture_output=True, text=True, cwd=REPO,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["params"] == result["products_per_curvature"] == 784 * 3 + 3 + 3 * 10 + 10
+    assert result["traces"]["H total"] == pytest.approx(result["traces"]["G total"] + result["traces"]["N total"])
+    assert result["chunk_mib"] < result["old_identity_mib"] and result["peak_rss_mib_after"] > 0
