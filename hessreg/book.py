@@ -9,6 +9,7 @@ says which.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import yaml
 
 from . import chapters, claims, plots, report, results, rules, stats
 from .config import Config
-from .repo import build_dir, write_atomic
+from .repo import PARAMS, build_dir, root, write_atomic
 from .sweep import sweep
 from .train import run
 from .typecheck import conforms, name as type_name
@@ -119,6 +120,7 @@ class ChapterResult:
         (:data:`hessreg.rules.RULES`; or from ``parts`` given here), saved for the scoreboard."""
         c = claims.CLAIMS[claim]
         verdict = c.unevaluated(self) or c.judge(self, *(parts or rules.RULES[claim](self)))
+        verdict.other_reading = other_reading(claim, self.scale)
         verdict.save(self.chapter)
         return verdict
 
@@ -129,20 +131,33 @@ class ChapterResult:
         return f"{what} Scale: {self.scale}; {seeds} seed(s); {self.provenance}.{part}"
 
 
+def other_reading(claim: str, scale: str) -> dict | None:
+    """The verdict on ``claim`` under the rule code ``scale`` was registered with, when the scale was
+    re-registered after its runs (``experiments/params/rules.yaml``): the stored verdict and why the rules changed."""
+    registry = yaml.safe_load((root() / PARAMS / "rules.yaml").read_text()).get(scale, {})
+    for r in registry.get("reregistered", []):
+        path = root() / r.get("both_verdicts", "") / f"{claim}.json"
+        if r.get("after_runs") and path.is_file():
+            v = json.loads(path.read_text())
+            return {"status": v["status"], "statistic": v.get("statistic", ""), "why": r["why"],
+                    "registered": f"commit {registry['registered'].get('commit', '?')}", "source": r["both_verdicts"]}
+    return None
+
+
 def run_chapter(chapter: str, params: dict, *, progress: bool = True) -> ChapterResult:
     """The chapter's grid at ``params['scale']`` — or, at smoke scale, the best committed records: the full
-    scale's if its grid is complete, else the cpu scale's if any of its grid is stored (a partial grid is shown
+    scale's if its grid is complete, else the cpu scale's, else the noisy scale's, if any of its grid is stored (a partial grid is shown
     as such: its caption says "n of m runs" and its verdict is not evaluated). Nothing committed is retrained."""
     scale = params["scale"]
     # committed records stand in for the smoke grid only when the reader asked for the default smoke grid
     # (a changed parameter — another method, more seeds — runs what was asked)
     if scale == "smoke" and params == chapters.load_params(chapter, "smoke"):
-        for shown in ("full", "cpu"):
+        for shown in ("full", "cpu", "noisy"):
             if not chapters.has_params(chapter, shown):
                 continue
             p = chapters.load_params(chapter, shown)
             df = sweep(chapters.configs(chapter, p), results.store_for(shown), train=False, progress=False)
-            if df.attrs["missing"] == 0 or (shown == "cpu" and len(df)):
+            if df.attrs["missing"] == 0 or (shown != "full" and len(df)):
                 return ChapterResult(chapter, shown, df, p)
     df = sweep(chapters.configs(chapter, params), results.store_for(scale), progress=progress, desc=chapter)
     return ChapterResult(chapter, scale, df, params)

@@ -1,5 +1,6 @@
-"""The cpu scale's calibration, as tables: accuracy against training length, the go/no-go cells, the cost of
-each candidate model and of every chapter's grid (book/appendix_cpu_scale.ipynb)."""
+"""The scales' calibrations, as tables: for the cpu scale accuracy against training length, the go/no-go cells, the
+cost of each candidate model and of every chapter's grid (book/appendix_cpu_scale.ipynb); for the noisy scale the
+positive controls of each candidate (book/appendix_noisy_scale.ipynb)."""
 from __future__ import annotations
 
 import json
@@ -60,4 +61,25 @@ def grid_cost(scale: str = "cpu") -> pd.DataFrame:
                    train=False, progress=False)
         rows.append({"chapter": chapter, "runs": df.attrs["requested"], "stored": len(df),
                      "training minutes": round(df["wall_time_s"].sum() / 60, 1) if len(df) else 0.0})
+    return pd.DataFrame(rows)
+
+
+def controls(d: pd.DataFrame, min_effect: float = 1.0) -> pd.DataFrame:
+    """The noisy scale's go/no-go: per candidate (model, label noise) and regularizer, its test accuracy minus
+    SGD's (plain fine-tuning's for Paper B's stand-in), paired by seed, every run counted (``d`` from
+    :func:`hessreg.stats.outcomes`), with the 95 % Student-t interval, and whether the control holds: the interval
+    above 0 and the mean ≥ ``min_effect`` pp for SAM and the GN-trace penalty; PSAM only not below SGD (the
+    interval's upper end ≥ 0)."""
+    hp = [c for c in ("hp_rho", "hp_sigma2", "hp_alpha", "hp_sigma") if c in d]
+    d = d.assign(setting=d[hp].bfill(axis=1).iloc[:, 0] if hp else None)
+    rows = []
+    for (model, noise), g in d.groupby(["model", "label_noise"], sort=True):
+        base = g[g["method"] == "sgd"].set_index("seed")["acc"]
+        for (method, setting), m in g[g["method"] != "sgd"].groupby(["method", "setting"], sort=True):
+            iv = stats.Interval.of((m.set_index("seed")["acc"] - base).dropna())
+            go = iv.hi95 >= 0 if method == "psam" else iv.lo95 > 0 and iv.mean >= min_effect
+            rows.append({"model": model, "label noise": noise, "method": method, "setting": setting,
+                         "SGD": round(base.mean(), 2), "method − SGD (pp)": round(iv.mean, 2),
+                         "95 % interval": f"[{iv.lo95:+.2f}, {iv.hi95:+.2f}]", "seeds": iv.n,
+                         "outcomes": stats.outcome_counts(m["outcome"]), "control holds": bool(go)})
     return pd.DataFrame(rows)

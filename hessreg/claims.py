@@ -80,6 +80,7 @@ class Verdict:
     statistic: str = ""  # for verdicts without parts (not evaluated)
     rule: str = ""
     scale: str = ""
+    other_reading: dict | None = None  # the verdict under the rule code the scale was registered with, if it changed
 
     def __post_init__(self):
         if self.status not in STATUSES:
@@ -105,6 +106,11 @@ class Verdict:
         if self.rule:
             lines.append(f"- Rule: {self.rule}.")
         lines.append(f"- Paper: {c.paper}")
+        if self.other_reading:
+            o = self.other_reading
+            lines += ["", f"**Under the rules registered with the {self.scale} scale ({o['registered']}): "
+                      f"{o['status']}.** {o['statistic']} (stored in `{o['source']}`). The rules changed after this "
+                      f"scale's runs, so both readings are shown: {o['why']}."]
         return "\n".join(lines)
 
     _repr_markdown_ = markdown
@@ -115,7 +121,8 @@ class Verdict:
                     f"({i}) {p.what}: {p.status}; {p.statistic}" for i, p in enumerate(self.parts, 1)),
                 "parts": [{k: None if isinstance(v, float) and not math.isfinite(v) else v
                            for k, v in asdict(p).items()} for p in self.parts],
-                "rule": self.rule, "paper": self.claim.paper}
+                "rule": self.rule, "paper": self.claim.paper,
+                "registered_reading": (self.other_reading or {}).get("status")}
 
     def save(self, chapter: str) -> Path:
         path = verdicts_dir() / f"{self.claim.id}.json"
@@ -179,6 +186,8 @@ def scoreboard(verdicts: Path | None = None) -> pd.DataFrame:
         seeds = load_params(c.chapter, scale).get("seeds") if scale else None
         seeds = str(len(seeds)) if seeds else "—"  # the landscape (A7) trains nothing
         rows.append({"claim": c.id, "figure": c.figure, "statement": c.statement, "chapter": c.chapter,
-                     "verdict": v.get("status", "not run"), "scale": scale or "—", "seeds": seeds,
+                     "verdict": v.get("status", "not run") + (f" (as registered: {v['registered_reading']})"
+                                                              if v.get("registered_reading") else ""),
+                     "scale": scale or "—", "seeds": seeds,
                      "effect": v.get("effect", ""), "statistic": v.get("statistic", ""), "paper": c.paper})
     return pd.DataFrame(rows)

@@ -92,7 +92,8 @@ def test_chapter_shows_the_best_committed_records(tmp_path, monkeypatch):
     tiny = chapters.load_params(chapter, "smoke") | dict(train_size=128, test_size=64, model="mlp-8x1", epochs=1,
                                                       batch_size=64, device="cpu", activations=["relu"],
                                                       betas=[10.0])
-    by_scale = {"full": tiny | {"scale": "full", "seeds": [0, 1]}, "cpu": tiny | {"scale": "cpu", "seeds": [7, 8]}}
+    by_scale = {"full": tiny | {"scale": "full", "seeds": [0, 1]}, "cpu": tiny | {"scale": "cpu", "seeds": [7, 8]},
+                "noisy": tiny | {"scale": "noisy", "seeds": [5]}}
     monkeypatch.setattr(chapters, "load_params", lambda ch, scale: by_scale.get(scale, tiny))
     committed, smoke = results.RecordStore(tmp_path / "committed"), results.RecordStore(tmp_path / "smoke")
     monkeypatch.setattr(results, "store_for", lambda scale: smoke if scale == "smoke" else committed)
