@@ -115,13 +115,24 @@ class ChapterResult:
         """The chapter's figure ``name`` (:func:`figure`) with :meth:`caption` of ``what``."""
         figure(name, fig, self.caption(what), **kw)
 
-    def judge(self, claim: str, *parts) -> claims.Verdict:
-        """The verdict on ``claim`` (an id of :data:`hessreg.claims.CLAIMS`) at this scale by its rule
-        (:data:`hessreg.rules.RULES`; or from ``parts`` given here), saved for the scoreboard."""
+    def judge(self, claim: str, *parts) -> claims.Verdicts:
+        """The verdict on ``claim`` (an id of :data:`hessreg.claims.CLAIMS`) by its rule (:data:`hessreg.rules.RULES`;
+        or from ``parts`` given here) at this scale, and at every other scale whose committed records hold part of
+        the chapter's grid (a partial grid reads "not evaluated", with its count); each saved for the scoreboard."""
+        out = [self._judge(claim, parts)]
+        for scale in chapters.SCALES[1:]:
+            if scale != self.scale and chapters.has_params(self.chapter, scale):
+                other = committed(self.chapter, scale)
+                if len(other.frame):
+                    out.append(other._judge(claim, ()))
+        for v in out:
+            v.save(self.chapter)
+        return claims.Verdicts(out)
+
+    def _judge(self, claim: str, parts: tuple) -> claims.Verdict:
         c = claims.CLAIMS[claim]
         verdict = c.unevaluated(self) or c.judge(self, *(parts or rules.RULES[claim](self)))
         verdict.other_reading = other_reading(claim, self.scale)
-        verdict.save(self.chapter)
         return verdict
 
     def caption(self, what: str) -> str:
@@ -144,6 +155,13 @@ def other_reading(claim: str, scale: str) -> dict | None:
     return None
 
 
+def committed(chapter: str, scale: str) -> ChapterResult:
+    """The chapter's committed records at ``scale`` (its whole grid or part of it; nothing is trained)."""
+    p = chapters.load_params(chapter, scale)
+    return ChapterResult(chapter, scale, sweep(chapters.configs(chapter, p), results.store_for(scale), train=False,
+                                               progress=False), p)
+
+
 def run_chapter(chapter: str, params: dict, *, progress: bool = True) -> ChapterResult:
     """The chapter's grid at ``params['scale']`` — or, at smoke scale, the best committed records: the full
     scale's if its grid is complete, else the cpu scale's, else the noisy scale's, if any of its grid is stored (a partial grid is shown
@@ -155,10 +173,9 @@ def run_chapter(chapter: str, params: dict, *, progress: bool = True) -> Chapter
         for shown in ("full", "cpu", "noisy"):
             if not chapters.has_params(chapter, shown):
                 continue
-            p = chapters.load_params(chapter, shown)
-            df = sweep(chapters.configs(chapter, p), results.store_for(shown), train=False, progress=False)
-            if df.attrs["missing"] == 0 or (shown != "full" and len(df)):
-                return ChapterResult(chapter, shown, df, p)
+            r = committed(chapter, shown)
+            if r.frame.attrs["missing"] == 0 or (shown != "full" and len(r.frame)):
+                return r
     df = sweep(chapters.configs(chapter, params), results.store_for(scale), progress=progress, desc=chapter)
     return ChapterResult(chapter, scale, df, params)
 

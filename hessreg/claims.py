@@ -15,10 +15,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 
-from .chapters import load_params
 from .repo import build_dir, write_atomic
 from .stats import STATUSES, Part, combine
 
@@ -41,6 +38,7 @@ class Claim:
     statement: str
     chapter: str
     paper: str
+    scale_free: bool = False  # the same computation at every scale (the landscape): one verdict for all
 
     def judge(self, result, *parts: "Part") -> "Verdict":
         """The verdict on this claim from its ``parts`` (all must hold), given the chapter's ``result``
@@ -125,10 +123,21 @@ class Verdict:
                 "registered_reading": (self.other_reading or {}).get("status")}
 
     def save(self, chapter: str) -> Path:
-        path = verdicts_dir() / f"{self.claim.id}.json"
+        """``<verdicts_dir()>/<scale>/<claim id>.json`` (``any/`` for a claim whose computation is the same at every
+        scale)."""
+        path = verdicts_dir() / ("any" if self.claim.scale_free else self.scale) / f"{self.claim.id}.json"
         write_atomic(path, json.dumps(self.to_dict() | {"chapter": chapter}, indent=1, allow_nan=False,
                                       default=str))
         return path
+
+
+class Verdicts(list):
+    """A claim's verdicts at several scales, shown one after the other."""
+
+    def markdown(self) -> str:
+        return "\n\n".join(v.markdown() for v in self)
+
+    _repr_markdown_ = markdown
 
 
 # ------------------------------------------------------------------------------------- the papers' claims
@@ -155,7 +164,8 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in (
           "≥ 0 and stable.", "08_trace_during_training", "Fig. 6 (σ² = 1e-3): the tr H estimate falls far below "
           "0 during training; tr G stays positive (figure only)."),
     Claim("A7", "Paper A, Fig. 7", "ReLU's NME lives only on region boundaries; β-GELU's within ~1/β of them.",
-          "09_nme_landscape", "Fig. 7: a two-weight slice of a small MLP's loss and NME norm (figure only)."),
+          "09_nme_landscape", "Fig. 7: a two-weight slice of a small MLP's loss and NME norm (figure only).",
+          scale_free=True),
     Claim("A8", "Paper A, Fig. 8", "SGD is flat in β; PSAM's benefit vanishes as β grows.", "10_beta_gelu_psam",
           "Fig. 8 (ρ = 0.1): PSAM's gain over SGD shrinks with β and is gone for β ≳ 10³ (figure only)."),
     Claim("A9", "Paper A, Fig. 9", "The fraction of non-zero σ'' falls with β, much more after training.",
@@ -172,22 +182,3 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in (
           "with weight decay.", "14_nso_ablations", "two-sided above one-sided; NSO + weight decay above either "
           "alone (ablation tables)."),
 )}
-
-
-def scoreboard(verdicts: Path | None = None) -> pd.DataFrame:
-    """One row per claim with the verdict the last build saved in ``verdicts`` (default :func:`verdicts_dir`;
-    ``not run`` if none): scale, seeds, the headline effect (estimate ± SE) and the statistic."""
-    verdicts = verdicts or verdicts_dir()
-    rows = []
-    for c in CLAIMS.values():
-        path = Path(verdicts) / f"{c.id}.json"
-        v = json.loads(path.read_text()) if path.exists() else {}
-        scale = v.get("scale")
-        seeds = load_params(c.chapter, scale).get("seeds") if scale else None
-        seeds = str(len(seeds)) if seeds else "—"  # the landscape (A7) trains nothing
-        rows.append({"claim": c.id, "figure": c.figure, "statement": c.statement, "chapter": c.chapter,
-                     "verdict": v.get("status", "not run") + (f" (as registered: {v['registered_reading']})"
-                                                              if v.get("registered_reading") else ""),
-                     "scale": scale or "—", "seeds": seeds,
-                     "effect": v.get("effect", ""), "statistic": v.get("statistic", ""), "paper": c.paper})
-    return pd.DataFrame(rows)

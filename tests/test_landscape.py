@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.func import hessian
 
-from hessreg import claims, rules
+from hessreg import rules
 from hessreg import landscape as L
 from hessreg.activations import beta_gelu_second_derivative, make_activation
 

@@ -16,7 +16,7 @@ LEAVES = {"repo", "typecheck"}
 SCIENCE = {"data", "sizes", "activations", "models", "curvature", "estimators", "steps", "methods", "landscape",
            "report"}
 RUNS = {"config", "provenance", "train", "results", "sweep", "distributed"}
-BOOK_LAYER = {"chapters", "claims", "rules", "stats", "paper_b", "plots", "book", "calibration"}
+BOOK_LAYER = {"chapters", "claims", "rules", "stats", "paper_b", "plots", "book", "calibration", "scoreboard"}
 LAYERS = [LEAVES, SCIENCE, RUNS, BOOK_LAYER]  # each may import its own layer and those before it
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
 
