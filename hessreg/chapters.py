@@ -120,7 +120,8 @@ def noisy_calibration(p: dict) -> list[Config]:
     """The noisy scale's calibration (appendix): for each of ``candidates`` (a model and its label-noise
     fractions ``noise``), the positive controls — SGD, SAM at ``sam_rho``, the GN-trace penalty at each of ``gn_sigma2s``,
     PSAM with GELU at ``psam_rho`` (all GELU) — and, for Paper B's stand-in (``nso``: a fine-tuning parameter
-    set), plain fine-tuning, SAM, label smoothing and NSO at each noise fraction."""
+    set with its own ``candidates``, each a target-set size and label-noise fractions), plain fine-tuning, SAM,
+    label smoothing and NSO."""
     runs = []
     for c in p["candidates"]:
         base, noise = base_config(p | {"model": c["model"]}, activation="gelu"), c["noise"]
@@ -129,10 +130,11 @@ def noisy_calibration(p: dict) -> list[Config]:
         runs += grid(base, method=["gn_trace"], sigma2=p["gn_sigma2s"], label_noise=noise, seed=p["seeds"])
         runs += grid(base, method=["psam"], rho=[p["psam_rho"]], label_noise=noise, seed=p["seeds"])
     b = p["nso"] | {"seeds": p["seeds"]}
-    base = nso_base(b)
-    for method, hp in (("sgd", {}), ("sam", {"rho": b["sam_rhos"]}), ("label_smoothing", {"alpha": b["ls_alphas"]}),
-                       ("nso", {"sigma": b["sigmas"]})):
-        runs += grid(base, method=[method], **hp, label_noise=b["noise"], seed=p["seeds"])
+    for c in b["candidates"]:  # a target-set size and its label-noise fractions
+        base = nso_base(b | {"train_size": c["train_size"]})
+        for method, hp in (("sgd", {}), ("sam", {"rho": b["sam_rhos"]}), ("label_smoothing", {"alpha": b["ls_alphas"]}),
+                           ("nso", {"sigma": b["sigmas"]})):
+            runs += grid(base, method=[method], **hp, label_noise=c["noise"], seed=p["seeds"])
     return runs
 
 
