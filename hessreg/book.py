@@ -164,13 +164,13 @@ def committed(chapter: str, scale: str) -> ChapterResult:
 
 def run_chapter(chapter: str, params: dict, *, progress: bool = True) -> ChapterResult:
     """The chapter's grid at ``params['scale']`` — or, at smoke scale, the best committed records: the full
-    scale's if its grid is complete, else the cpu scale's, else the noisy scale's, if any of its grid is stored (a partial grid is shown
+    scale's if its grid is complete, else the cpu scale's, else the noisy or lowdata scale's, if any of its grid is stored (a partial grid is shown
     as such: its caption says "n of m runs" and its verdict is not evaluated). Nothing committed is retrained."""
     scale = params["scale"]
     # committed records stand in for the smoke grid only when the reader asked for the default smoke grid
     # (a changed parameter — another method, more seeds — runs what was asked)
     if scale == "smoke" and params == chapters.load_params(chapter, "smoke"):
-        for shown in ("full", "cpu", "noisy"):
+        for shown in ("full", "cpu", "noisy", "lowdata"):
             if not chapters.has_params(chapter, shown):
                 continue
             r = committed(chapter, shown)

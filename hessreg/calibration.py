@@ -73,12 +73,14 @@ def controls(d: pd.DataFrame, min_effect: float = 1.0) -> pd.DataFrame:
     hp = [c for c in ("hp_rho", "hp_sigma2", "hp_alpha", "hp_sigma") if c in d]
     d = d.assign(setting=d[hp].bfill(axis=1).iloc[:, 0] if hp else None)
     rows = []
-    for (model, noise), g in d.groupby(["model", "label_noise"], sort=True):
+    d = d.assign(train_size=d["train_size"].fillna(-1))  # None (the whole set) would drop out of the groups
+    for (dataset, model, size, noise), g in d.groupby(["dataset", "model", "train_size", "label_noise"], sort=True):
         base = g[g["method"] == "sgd"].set_index("seed")["acc"]
         for (method, setting), m in g[g["method"] != "sgd"].groupby(["method", "setting"], sort=True):
             iv = stats.Interval.of((m.set_index("seed")["acc"] - base).dropna())
             go = iv.hi95 >= 0 if method == "psam" else iv.lo95 > 0 and iv.mean >= min_effect
-            rows.append({"model": model, "label noise": noise, "method": method, "setting": setting,
+            rows.append({"dataset": dataset, "model": model, "train size": "all" if size < 0 else int(size),
+                         "label noise": noise, "method": method, "setting": setting,
                          "SGD": round(base.mean(), 2), "method − SGD (pp)": round(iv.mean, 2),
                          "95 % interval": f"[{iv.lo95:+.2f}, {iv.hi95:+.2f}]", "seeds": iv.n,
                          "outcomes": stats.outcome_counts(m["outcome"]), "control holds": bool(go)})

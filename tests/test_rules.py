@@ -65,22 +65,26 @@ def test_the_hash_covers_the_rule_code(tmp_path, monkeypatch):
     assert rules.rules_hash() != before
 
 
-def test_noisy_scale_records_come_after_its_registration():
-    """The noisy scale's grids (calibration excepted) were registered before any of their runs: each record's
-    provenance commit is a commit in which the registry already named the scale, or a descendant of it."""
+def test_records_come_after_their_scale_registration():
+    """A scale registered before its runs (``before_runs``) has every record of its grids (calibration cells
+    excepted) made at the registering commit or a descendant of it (the record's provenance commit)."""
     import subprocess
-    first = subprocess.run(["git", "log", "--reverse", "--format=%H", "-S", "noisy:", "--", str(REGISTRY)],
-                           capture_output=True, text=True, cwd=root()).stdout.split()
-    if not first:  # an uncommitted registration: nothing can have run after a commit of it yet
-        return
-    store = results.store_for("noisy")
     calibration = {c.key for c in chapters.configs("appendix_noisy_scale", chapters.load_params("appendix_noisy_scale",
                                                                                                "noisy"))}
-    for chapter in chapters.GRIDS:
-        if chapter.startswith("appendix") or not chapters.has_params(chapter, "noisy"):
+    for scale, entry in registry().items():
+        if not entry["registered"].get("before_runs"):
             continue
-        for c in chapters.configs(chapter, chapters.load_params(chapter, "noisy")):
-            if c.key not in calibration and (store.root / f"{c.key}.json").exists():  # calibration cells excepted
-                commit = store.load(c.key).provenance["commit"].removesuffix("+dirty")
-                ok = subprocess.run(["git", "merge-base", "--is-ancestor", first[0], commit], cwd=root()).returncode
-                assert ok == 0, f"{chapter}: record {c.key} was made at {commit[:10]}, before the registration"
+        first = subprocess.run(["git", "log", "--reverse", "--format=%H", "-S", f"{scale}:", "--", str(REGISTRY)],
+                               capture_output=True, text=True, cwd=root()).stdout.split()
+        if not first:  # an uncommitted registration: nothing can have run after a commit of it yet
+            continue
+        store = results.store_for(scale)
+        for chapter in chapters.GRIDS:
+            if chapter.startswith("appendix") or not chapters.has_params(chapter, scale):
+                continue
+            for c in chapters.configs(chapter, chapters.load_params(chapter, scale)):
+                if c.key not in calibration and (store.root / f"{c.key}.json").exists():  # calibration excepted
+                    commit = store.load(c.key).provenance["commit"].removesuffix("+dirty")
+                    ok = subprocess.run(["git", "merge-base", "--is-ancestor", first[0], commit], cwd=root())
+                    assert ok.returncode == 0, f"{scale}/{chapter}: record {c.key} made at {commit[:10]}, before " \
+                                               "the registration"
