@@ -27,6 +27,7 @@ import copy
 import itertools
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -170,6 +171,7 @@ def run_benchmark(model: str = "wrn-16-4", device: str = "cuda", batch_sizes: li
                   tf32: bool = True, probe_batch: int = 8) -> dict:
     """Run every variant at every batch size; returns a JSON-ready record with provenance."""
     dev = torch.device(device)
+    load_start = os.getloadavg()
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
@@ -183,7 +185,9 @@ def run_benchmark(model: str = "wrn-16-4", device: str = "cuda", batch_sizes: li
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "dtype": "float32", "tf32": tf32 and dev.type == "cuda",
             "bn_mode": "train (Hv with frozen running stats)", "warmup": warmup, "iters": iters,
-            "input_shape": list(shape), "results": results}
+            "input_shape": list(shape), "threads": torch.get_num_threads(), "results": results,
+            "load_avg": {"start": load_start, "end": os.getloadavg(), "cpus": os.cpu_count(),
+                         "note": "os.getloadavg() (1, 5, 15 min): other processes share the CPUs"}}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -199,8 +203,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--probe-batch", type=int, default=8, help="probes per vmapped Hv (1: skip)")
     ap.add_argument("--no-cuda-graphs", action="store_true")
     ap.add_argument("--no-tf32", action="store_true")
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
     ap.add_argument("--out", type=Path, default=None, help="write the record as JSON here")
     a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
     record = run_benchmark(a.model, a.device, a.batch_sizes, a.warmup, a.iters, a.image_size, a.in_channels,
                            activation=a.activation, cuda_graphs=not a.no_cuda_graphs, tf32=not a.no_tf32,
                            probe_batch=a.probe_batch)

@@ -49,12 +49,22 @@ class BetaGELU(nn.Module):
         return f"beta={self.beta:g}"
 
 
+def in_functorch_transform() -> bool:
+    """True inside torch.func.{vmap, grad, jvp, ...}: the place where in-place buffer writes are illegal."""
+    level = getattr(torch._C._functorch, "maybe_current_level", lambda: None)()
+    return level is not None
+
+
 class GELU(nn.Module):
+    """F.gelu; exact GELU on (N, C, H, W) CPU tensors outside torch.func runs as :class:`_GELU` (same values)."""
+
     def __init__(self, approximate: str = "none"):
         super().__init__()
         self.approximate = approximate
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.approximate == "none" and x.dim() == 4 and x.device.type == "cpu" and not in_functorch_transform():
+            return _GELU.apply(x)
         return F.gelu(x, approximate=self.approximate)
 
     def extra_repr(self) -> str:
@@ -226,3 +236,116 @@ def make_activation(name: str, beta: float | None = None) -> nn.Module:
     if beta is None:
         beta = DEFAULT_BETA.get(name, 1.0)
     return ACTIVATIONS[name][0](beta)
+
+
+# ------------------------------------------------------------------------------- convolutional layers' GELU
+_LOG_PDF0 = -0.5 * math.log(2 * math.pi)
+
+
+class _GELU(torch.autograd.Function):
+    """Exact GELU of a convolution's output: PyTorch's kernels forward and backward (bit for bit), and a double
+    backward (:class:`_GELUBackward`) with σ'' = φ(x)(2 − x²) in 7 passes over the tensor instead of PyTorch's ~12,
+    kept in x's memory format. Not on MLPs: their committed records keep PyTorch's rounding."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x), ctx.save_for_forward(x)
+        return F.gelu(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _GELUBackward.apply(g, ctx.saved_tensors[0])
+
+    @staticmethod
+    def jvp(ctx, tx):
+        return torch.ops.aten.gelu_backward(tx, ctx.saved_tensors[0])
+
+
+class _GELUBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, g, x):
+        g = g.contiguous(memory_format=memory_format_of(x))
+        ctx.save_for_backward(g, x), ctx.save_for_forward(g, x)
+        return torch.ops.aten.gelu_backward(g, x)
+
+    @staticmethod
+    def backward(ctx, a):
+        g, x = ctx.saved_tensors
+        a = a.contiguous(memory_format=memory_format_of(x))
+        if torch.is_grad_enabled():  # a graph of it (third order): differentiable ops
+            return _GELUBackward.apply(a, x), a * g * beta_gelu_second_derivative(x, 1.0)
+        x2 = x * x
+        second = torch.add(_LOG_PDF0, x2, alpha=-0.5).exp_().mul_(torch.rsub(x2, 2))  # φ(x)(2 − x²)
+        return torch.ops.aten.gelu_backward(a, x), a * second * g  # out of place: a may be vmapped (is_grads_batched)
+
+    @staticmethod
+    def jvp(ctx, tg, tx):
+        g, x = ctx.saved_tensors
+        out = 0.0 if tg is None else torch.ops.aten.gelu_backward(tg, x)
+        return out if tx is None else out + tx * g * beta_gelu_second_derivative(x, 1.0)
+
+
+# ------------------------------------------------------------------------------------------------ max-pooling
+# Max-pooling is piecewise linear like ReLU; its double backward is written here (SmallCNN's MaxPool2d uses it).
+
+def memory_format_of(x: Tensor) -> torch.memory_format:
+    """channels_last for a 4-D tensor laid out so (and not also NCHW-contiguous), else NCHW (contiguous)."""
+    return torch.channels_last if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
+        memory_format=torch.channels_last) else torch.contiguous_format
+
+
+def _gather(t: Tensor, idx: Tensor) -> Tensor:
+    """t (N, C, H, W) at max-pooling's flat spatial indices idx (N, C, h, w), in t's memory format."""
+    if memory_format_of(t) == torch.contiguous_format:
+        return t.flatten(2).gather(2, idx.flatten(2)).view(idx.shape)
+    n, c, h, w = idx.shape
+    i = idx.permute(0, 2, 3, 1).reshape(n, -1, c)
+    return t.permute(0, 2, 3, 1).reshape(n, -1, c).gather(1, i).view(n, h, w, c).permute(0, 3, 1, 2)
+
+
+class _MaxPool(torch.autograd.Function):
+    """Max-pooling computed in channels_last whatever x's format (the CPU's NCHW kernel is ~8× slower; max is
+    exact, so values and indices are the same) and returned in x's format; PyTorch's backward kernel (bit for
+    bit), whose own backward (:class:`_MaxPoolBackward`) gathers in the cotangent's format — PyTorch's makes a
+    channels_last one NCHW, and the mixed formats downstream (GELU's double backward) cost ~10× more."""
+
+    @staticmethod
+    def forward(ctx, x, args):
+        out, idx = torch.ops.aten.max_pool2d_with_indices(x.contiguous(memory_format=torch.channels_last), *args)
+        fmt = memory_format_of(x)
+        out, idx = out.contiguous(memory_format=fmt), idx.contiguous(memory_format=fmt)
+        ctx.save_for_backward(x, idx), ctx.save_for_forward(idx)
+        ctx.args = args
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, idx = ctx.saved_tensors
+        return _MaxPoolBackward.apply(g, x, idx, ctx.args), None
+
+    @staticmethod
+    def jvp(ctx, tx, _):
+        return _gather(tx, ctx.saved_tensors[0])
+
+
+class _MaxPoolBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, g, x, idx, args):
+        ctx.save_for_backward(idx), ctx.save_for_forward(x, idx)
+        ctx.args = args
+        return torch.ops.aten.max_pool2d_with_indices_backward(g.contiguous(memory_format=memory_format_of(x)), x, *args,
+                                                               idx)
+
+    @staticmethod
+    def backward(ctx, gg):  # linear in g, constant in x
+        return _gather(gg, ctx.saved_tensors[0]), None, None, None
+
+    @staticmethod
+    def jvp(ctx, tg, *_):
+        x, idx = ctx.saved_tensors
+        return torch.ops.aten.max_pool2d_with_indices_backward(tg, x, *ctx.args, idx)
+
+
+def max_pool2d(x: Tensor, args: tuple) -> Tensor:
+    """Max-pooling of x (N, C, H, W) with (kernel, stride, padding, dilation, ceil_mode): :class:`_MaxPool`."""
+    return _MaxPool.apply(x, args)

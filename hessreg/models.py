@@ -1,22 +1,18 @@
-"""Models: MLP, CIFAR-style WideResNet, torchvision ResNets — all with a BatchNorm that works at every order.
+"""Models: MLP, small convnets, CIFAR-style WideResNet, torchvision ResNets — with a BatchNorm that works at every
+order.
 
-**BatchNorm.** Every later method differentiates through BatchNorm: PSAM needs the gradient of a gradient norm
-(2nd order), the Hessian-trace penalty a 3rd order, the curvature toolkit ``torch.func.jvp``/``vmap``.
-PyTorch's ``nn.BatchNorm2d`` gets in the way twice: it updates its running statistics *in place* (torch.func
-rejects in-place writes of transformed values), and on CPU its native kernel refuses 3rd-order derivatives.
-:class:`BatchNorm` solves both once:
+**BatchNorm.** Every later method differentiates through BatchNorm: PSAM the gradient of a gradient norm (2nd
+order), the Hessian-trace penalty a 3rd order, the curvature toolkit ``torch.func.jvp``/``vmap``. PyTorch's
+``nn.BatchNorm2d`` updates its running statistics *in place* (torch.func rejects in-place writes of transformed
+values), and on CPU its native kernel refuses 3rd-order derivatives. :class:`BatchNorm` solves both:
 
-- running statistics are updated outside autograd, only when ``update_stats`` is on and the call is not inside a
-  torch.func transform (a functional transform must not mutate the model);
-- inside a torch.func transform the forward is always the elementary-op one: PyTorch's native kernel gives wrong
-  second derivatives under ``vmap`` of forward-over-reverse (``torch.func.hessian`` through train-mode
-  ``batch_norm`` with affine parameters was off by 10% on torch 2.14; tests/test_models.py checks it);
-- ``primitive = True`` computes y = (x − μ_B)/√(σ²_B + ε)·γ + β from elementary ops, which autograd
-  differentiates to any order on any device; the default native kernel is faster (cuDNN) and is enough up to
-  2nd order. :func:`batchnorm_mode` switches both for a block of code.
+- running statistics are updated outside autograd, only when ``update_stats`` is on and not inside a torch.func
+  transform; inside one the forward is the elementary-op one (PyTorch's native kernel gives wrong second
+  derivatives under ``vmap`` of forward-over-reverse: off by 10% on torch 2.14; tests/test_models.py checks it);
+- ``primitive = True`` computes y = (x − μ_B)/√(σ²_B + ε)·γ + β from elementary ops, differentiable to any order
+  on any device; the native kernel is faster and enough up to 2nd order. :func:`batchnorm_mode` switches both.
 
-Also here: a pretrained backbone loaded under a new head (:func:`load_backbone`, fine-tuning) and the device a
-model runs on (:func:`resolve_device`).
+Also here: a pretrained backbone under a new head (:func:`load_backbone`) and the device (:func:`resolve_device`).
 """
 from __future__ import annotations
 
@@ -29,13 +25,7 @@ import torchvision
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .activations import make_activation
-
-
-def _in_functorch_transform() -> bool:
-    """True inside torch.func.{vmap, grad, jvp, ...}: the place where in-place buffer writes are illegal."""
-    level = getattr(torch._C._functorch, "maybe_current_level", lambda: None)()
-    return level is not None
+from .activations import in_functorch_transform, make_activation, max_pool2d, memory_format_of
 
 
 def _per_channel(t: Tensor, like: Tensor) -> Tensor:
@@ -72,8 +62,7 @@ class _TrainBatchNorm(torch.autograd.Function):
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps):
         out, mean, invstd = torch.ops.aten.native_batch_norm(x, weight, bias, running_mean, running_var, True,
                                                              momentum, eps)
-        ctx.save_for_backward(x, weight, mean, invstd)
-        ctx.save_for_forward(x, weight, mean, invstd)
+        ctx.save_for_backward(x, weight, mean, invstd), ctx.save_for_forward(x, weight, mean, invstd)
         ctx.eps = eps
         return out
 
@@ -94,22 +83,19 @@ class _TrainBatchNorm(torch.autograd.Function):
 
 
 class _TrainBatchNormBackward(torch.autograd.Function):
-    """BatchNorm's backward (native kernel) as a function of (ẏ, x, γ), with a closed-form backward — the double
-    backward that PSAM, PUSAM and the GN-trace penalty differentiate through, about a third cheaper on the CPU than
-    PyTorch's (``experiments/bench_methods.py``). Tested against the native one and dense Hessians in float64."""
+    """BatchNorm's backward (native kernel) as a function of (ẏ, x, γ), with a closed-form backward: the double
+    backward of PSAM, PUSAM and the GN-trace penalty, cheaper on the CPU than PyTorch's (bench_methods.py)."""
 
     @staticmethod
     def forward(ctx, dy, x, weight, mean, invstd, eps):
-        ctx.save_for_backward(dy, x, weight, mean, invstd)
-        ctx.save_for_forward(dy, x, weight)
+        ctx.save_for_backward(dy, x, weight, mean, invstd), ctx.save_for_forward(dy, x, weight)
         ctx.eps = eps
         return torch.ops.aten.native_batch_norm_backward(dy, x, weight, None, None, mean, invstd, True, eps,
                                                          [True, True, True])
 
     @staticmethod
     def jvp(ctx, t_dy, t_x, t_weight, *_):
-        """Forward mode through the backward (forward-over-reverse): the JVP of the same map in elementary ops.
-        Rarely used (hessreg's own forward-over-reverse products run under torch.func, on elementary ops)."""
+        """Forward-over-reverse: the JVP of the same map in elementary ops (rarely used: torch.func's is elementary)."""
         dy, x, weight = ctx.saved_tensors[:3]
         dims = _channel_dims(x)
 
@@ -131,6 +117,8 @@ class _TrainBatchNormBackward(torch.autograd.Function):
         ∂Φ/∂x̂ = −(γ s/n)(Σa x̂ · ẏ + Σẏ x̂ · a) + c_γ ẏ, sums and n per channel. Building a graph of this (third
         derivatives), the batch statistics are recomputed from x so that it is differentiable in x too."""
         dy, x, weight, mean, invstd = ctx.saved_tensors
+        if x.dim() == 4 and not torch.is_grad_enabled():
+            return _fused_double_backward(a, c_weight, c_bias, dy, x, weight, mean, invstd)
         dims, n = _channel_dims(x), x.numel() // x.shape[1]
         if torch.is_grad_enabled():
             mean, invstd = _batch_stats(x, ctx.eps)
@@ -145,9 +133,35 @@ class _TrainBatchNormBackward(torch.autograd.Function):
         return g_dy, g_x, (s * a_pdy).reshape(-1), None, None, None
 
 
-# Devices whose batch-statistics BatchNorm is _TrainBatchNorm (measured faster on the CPU); CUDA keeps cuDNN's
-# F.batch_norm until a GPU benchmark says otherwise (add "cuda" here to measure it).
+def _fused_double_backward(a, c_weight, c_bias, dy, x, weight, mean, invstd):
+    """The same derivatives, per-channel sums taken once, each output a per-channel combination of a, ẏ, x̂: 15 passes
+    over (N, C, H, W) tensors instead of ~35, in x's memory format. 4-D x only (MLP records keep their rounding)."""
+    dims, n = _channel_dims(x), x.numel() // x.shape[1]
+    a, dy = (t.contiguous(memory_format=memory_format_of(x)) for t in (a, dy))
+    s, xh = _standardized(x, mean, invstd)
+    gs, sa, sdy = _per_channel(weight, x) * s, a.sum(dims, keepdim=True), dy.sum(dims, keepdim=True)
+    ax, dyx, ady = ((u * v).sum(dims, keepdim=True) for u, v in ((a, xh), (dy, xh), (a, dy)))
+    a_pdy = ady - sa * sdy / n - ax * dyx / n  # ⟨a, P ẏ⟩
+    b1, b2 = _per_channel(c_weight, x) - gs * ax / n, -gs * dyx / n  # ∂Φ/∂x̂ = b1 ẏ + b2 a
+    g_dy = torch.addcmul(_per_channel(c_bias, x) - gs * sa / n, a, gs).addcmul_(xh, b1)
+    c_xh = -s * (b1 * dyx + b2 * ax + gs * a_pdy) / n
+    g_x = torch.addcmul(-s * (b1 * sdy + b2 * sa) / n, dy, s * b1).addcmul_(a, s * b2).addcmul_(xh, c_xh)
+    return g_dy, g_x, (s * a_pdy).reshape(-1), None, None, None
+
+
+# Devices where BatchNorm is _TrainBatchNorm and MaxPool2d _MaxPool (faster on the CPU); CUDA keeps cuDNN until a
+# GPU benchmark says otherwise (add "cuda" here to measure it).
 CLOSED_FORM_DEVICES = {"cpu"}
+
+
+class MaxPool2d(nn.MaxPool2d):
+    """``nn.MaxPool2d``; on :data:`CLOSED_FORM_DEVICES` outside torch.func :func:`~hessreg.activations.max_pool2d`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.return_indices or x.dim() != 4 or x.device.type not in CLOSED_FORM_DEVICES \
+                or in_functorch_transform():
+            return super().forward(x)
+        return max_pool2d(x, (self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode))
 
 
 class BatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -155,22 +169,18 @@ class BatchNorm(nn.modules.batchnorm._BatchNorm):
 
     In training mode it normalises with the batch statistics μ_B, σ²_B (biased); the running statistics are
     updated with the unbiased σ² as PyTorch does, but without autograd and only when ``update_stats`` is on.
-    On the CPU the batch-statistics path is :class:`_TrainBatchNorm`: PyTorch's kernels (the same numbers as
-    ``F.batch_norm``) with a closed-form double backward — WRN-10-1's PSAM step 3.8× SGD instead of 4.3× — that
-    also differentiates a third time (slower there than ``primitive``, which third-order steps keep using).
+    On the CPU the batch-statistics path is :class:`_TrainBatchNorm`: PyTorch's kernels (``F.batch_norm``'s
+    numbers) with a closed-form double backward that also differentiates a third time (``primitive`` is faster).
     """
 
     primitive: bool = False  # elementary-op forward: any derivative order, any device
     update_stats: bool = True  # False on perturbed passes (SAM's ascent, NSO's W ± U, curvature probes)
 
-    def _check_input_dim(self, x: Tensor) -> None:
+    def forward(self, x: Tensor) -> Tensor:
         if x.dim() not in (2, 4):
             raise ValueError(f"BatchNorm expects a 2D or 4D input, got {x.dim()}D")
-
-    def forward(self, x: Tensor) -> Tensor:
-        self._check_input_dim(x)
         use_batch_stats = self.training or not self.track_running_stats
-        functional = _in_functorch_transform()
+        functional = in_functorch_transform()
         update = self.training and self.track_running_stats and self.update_stats and not functional
         if not (self.primitive or functional):
             if update:
@@ -183,8 +193,7 @@ class BatchNorm(nn.modules.batchnorm._BatchNorm):
         dims = _channel_dims(x)
         shape = [1, -1] + [1] * (x.dim() - 2)
         if use_batch_stats:
-            mean = x.mean(dims)
-            var = x.var(dims, unbiased=False)
+            mean, var = x.mean(dims), x.var(dims, unbiased=False)
             if update:
                 with torch.no_grad():
                     n = x.numel() // x.shape[1]
@@ -209,11 +218,9 @@ def batchnorm_mode(model: nn.Module, *, primitive: bool | None = None,
     """Temporarily set every :class:`BatchNorm` of ``model`` to elementary ops and/or frozen running stats."""
     saved = [(m, m.primitive, m.update_stats) for m in batchnorms(model)]
     try:
-        for m, _, _ in saved:
-            if primitive is not None:
-                m.primitive = primitive
-            if update_stats is not None:
-                m.update_stats = update_stats
+        for m, p, u in saved:
+            m.primitive = p if primitive is None else primitive
+            m.update_stats = u if update_stats is None else update_stats
         yield model
     finally:
         for m, p, u in saved:
@@ -253,7 +260,7 @@ class SmallCNN(nn.Sequential):
         layers: list[nn.Module] = []
         for c in channels:
             layers += [nn.Conv2d(in_channels, c, 3, padding=1, bias=not batchnorm)] + \
-                [BatchNorm(c)] * batchnorm + [make_activation(activation, beta), nn.MaxPool2d(2)]
+                [BatchNorm(c)] * batchnorm + [make_activation(activation, beta), MaxPool2d(2)]
             in_channels, image_size = c, image_size // 2
         layers += [nn.Flatten(), nn.Linear(in_channels * image_size ** 2, fc), make_activation(activation, beta),
                    nn.Linear(fc, num_classes)]

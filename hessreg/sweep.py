@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from . import distributed, results, sizes
 from .config import Config, pretrain_config
+from .repo import git_commit
 from .train import run
 
 CONFIG_FIELDS = {f.name for f in dataclasses.fields(Config)} - {"hparams"}
@@ -111,6 +112,8 @@ def sweep(configs: Iterable[Config], store: results.RecordStore, *, progress: bo
     and, if it is still missing when this process's other runs are done, waited for and trained here.
     """
     configs = unique(configs)
+    if train:
+        git_commit()  # pinned now, when this process has loaded its code (records name it; it is cached)
     index, count = shard
     if not 0 <= index < count:
         raise ValueError(f"shard must be (i, n) with 0 ≤ i < n, got {shard}")

@@ -139,7 +139,7 @@ def pretrained(spec: str, device="auto") -> tuple[dict, str]:
         digest, named = sha256(committed), json.loads(committed.with_suffix(".json").read_text())["weights_sha256"]
         if digest != named:
             raise BackboneError(f"{committed}: SHA-256 {digest} but its record names {named}; restore it with "
-                                f"`git checkout -- {committed.relative_to(root())}`")
+                                f"`git checkout -- {committed}`")
         return torch.load(committed, map_location="cpu", weights_only=True), digest
     path = weights_dir() / f"{config.key}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +148,7 @@ def pretrained(spec: str, device="auto") -> tuple[dict, str]:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         if not path.exists():
             log.warning("pretraining %s here (no committed backbone %s): runs fine-tuned from it round like this "
-                        "machine", spec, committed.relative_to(root()))
+                        "machine", spec, committed)
             with torch.random.fork_rng():  # the fine-tuning run that triggered this keeps its random stream
                 record, model = run(config, return_model=True)
             if record.diverged:

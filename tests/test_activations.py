@@ -184,3 +184,33 @@ def test_network_hvp_torch_func_matches_double_backward(name, beta):
 
     base = "gelu" if name == "gelu_nme_ablated" else "relu"
     assert (hvps(name) - hvps(base)).abs().max() > 1e-6
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_convolutional_gelu_is_pytorchs_to_first_order_and_exact_beyond(channels_last):
+    """GELU on (N, C, H, W) CPU tensors runs as activations._GELU: F.gelu's values and gradients bit for bit
+    (float32: first-order records of convnets do not move), its closed-form 2nd and 3rd derivatives equal
+    PyTorch's in float64, in either memory format, and torch.func and forward mode still work."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    gen = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        x = (torch.randn(4, 3, 5, 5, generator=gen, dtype=dtype) * 3).contiguous(memory_format=fmt)
+        v = torch.randn(x.shape, generator=gen, dtype=dtype)
+        res = []
+        for f in (F.gelu, make_activation("gelu")):
+            xi = x.clone().requires_grad_()
+            y = f(xi)
+            g = torch.autograd.grad((y ** 3).sum(), xi, create_graph=True)[0]
+            hv = torch.autograd.grad((g * v).sum(), xi, create_graph=True)[0]
+            res.append((y, g, hv, torch.autograd.grad((hv * v).sum(), xi)[0]))
+        assert torch.equal(res[0][0], res[1][0]) and torch.equal(res[0][1], res[1][1])
+        if dtype == torch.float64:
+            for a, b in zip(res[0][2:], res[1][2:]):
+                torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
+            assert res[1][2].is_contiguous(memory_format=fmt)
+    act = make_activation("gelu")
+    _, t = torch.func.jvp(act, (x,), (v,))
+    torch.testing.assert_close(t, torch.func.jvp(F.gelu, (x,), (v,))[1])
+    import torch.autograd.forward_ad as fwAD
+    with fwAD.dual_level():
+        torch.testing.assert_close(fwAD.unpack_dual(act(fwAD.make_dual(x, v))).tangent, t)

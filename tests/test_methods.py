@@ -447,3 +447,51 @@ def test_ensemble_benchmark_smoke(tmp_path):
                 "--iters", "1", "--out", str(tmp_path / "e.json")])
     (row,) = out["layouts"]
     assert row["runs_per_hour_gain"] > 0 and isinstance(row["kept"], bool) and (tmp_path / "e.json").exists()
+
+
+# ------------------------------------------------------------------- the small convnet's closed-form paths
+
+def _small_cnn(channels_last: bool):
+    """cnn-2-3-4-bn in float64, train mode, in either memory format: conv → BatchNorm (4-D) → GELU → max-pool twice,
+    the layers whose double backward is closed-form on the CPU (the dense oracle runs PyTorch's own ops)."""
+    torch.manual_seed(0)
+    model = build_model("cnn-2-3-4-bn", 3, 1, 8, "gelu").to(DT).train()
+    x, y = torch.randn(6, 1, 8, 8, dtype=DT) * 2, torch.randint(0, 3, (6,))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return model.to(memory_format=fmt), x.contiguous(memory_format=fmt), y
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_second_order_steps_on_the_small_cnn_match_the_dense_oracle(channels_last):
+    """PSAM, PUSAM and GN-PSAM through the convnet-only closed forms (BatchNorm's fused double backward, GELU's,
+    max-pooling's) equal the dense float64 H and G."""
+    model, x, y = _small_cnn(channels_last)
+    d = Dense(model, x, y, train_mode=True)
+    g, h, gn = d.grad(), d.hessian(), d.gauss_newton()
+    assert (h - gn).abs().max() > 1e-3
+    for name, want in [("psam", g + 0.3 * h @ g / g.norm()), ("pusam", g + 0.3 * h @ g),
+                       ("gn_psam", g + 0.3 * gn @ g / g.norm())]:
+        got, _ = _step(name, model, x, y, rho=0.3)
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gn_trace_on_the_small_cnn_for_fixed_sampled_labels(channels_last):
+    model, x, y = _small_cnn(channels_last)
+    d = Dense(model, x, y, train_mode=True)
+    torch.manual_seed(5)
+    got, out = _step("gn_trace", model, x, y, sigma2=0.01)
+    torch.manual_seed(5)
+    y_hat = steps._sample_labels(out.logits)
+    pen = lambda t: 6 * torch.func.grad(lambda s: F.cross_entropy(d.logits(s), y_hat))(t).square().sum()  # noqa
+    torch.testing.assert_close(got, d.grad() + 0.01 * torch.func.grad(pen)(d.theta), rtol=1e-9, atol=1e-12)
+
+
+def test_hessian_trace_on_the_small_cnn(monkeypatch):
+    """Third order through the closed forms' graphs: E_v[step] = ∇L + σ² ∇tr H over the signed basis."""
+    model, x, y = _small_cnn(channels_last=True)
+    d = Dense(model, x, y, train_mode=True)
+    _basis_draws(monkeypatch)
+    grad, pen = _exact_mean("hessian_trace", model, x, y, 2 * d.theta.numel(), sigma2=0.5, n_probes=1)
+    torch.testing.assert_close(pen, torch.trace(d.hessian()), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(grad, d.grad() + 0.5 * d.grad_trace_hessian(), rtol=1e-9, atol=1e-11)

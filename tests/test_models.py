@@ -240,3 +240,50 @@ def test_torch_func_hessian_through_batchnorm_matches_double_backward():
         g = torch.autograd.grad(f(t), t, create_graph=True)[0]
         rows = torch.stack([torch.autograd.grad(g[i], t, retain_graph=True)[0] for i in range(len(g))])
     torch.testing.assert_close(dense, rows, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_small_cnn_max_pool_is_pytorchs_to_first_order(channels_last):
+    """SmallCNN's MaxPool2d (computed in channels_last, format-keeping double backward): nn.MaxPool2d's values and
+    gradients bit for bit in float32 (first-order records do not move), its double backward equal in float64."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    gen = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        x = torch.randn(4, 3, 8, 8, generator=gen, dtype=dtype).contiguous(memory_format=fmt)
+        v = torch.randn(x.shape, generator=gen, dtype=dtype)
+        res = []
+        for pool in (torch.nn.MaxPool2d(2), models.MaxPool2d(2)):
+            xi = x.clone().requires_grad_()
+            y = F.gelu(pool(F.gelu(xi)))
+            g = torch.autograd.grad((y ** 2).sum(), xi, create_graph=True)[0]
+            res.append((y, g, torch.autograd.grad((g * v).sum(), xi)[0]))
+        assert torch.equal(res[0][0], res[1][0]) and torch.equal(res[0][1], res[1][1])
+        assert res[1][0].is_contiguous(memory_format=fmt)
+        if dtype == torch.float64:
+            torch.testing.assert_close(res[1][2], res[0][2], rtol=1e-12, atol=1e-13)
+    import torch.autograd.forward_ad as fwAD
+    with fwAD.dual_level():
+        t = fwAD.unpack_dual(models.MaxPool2d(2)(fwAD.make_dual(x, v))).tangent
+    torch.testing.assert_close(t, torch.func.jvp(torch.nn.MaxPool2d(2), (x,), (v,))[1])
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fused_batchnorm_double_backward_equals_the_general_one(channels_last):
+    """The 4-D (convolutional) double backward of the CPU BatchNorm, per-channel sums taken once, equals the
+    general closed form (which 2-D BatchNorm keeps) and an elementary-op double backward, in float64."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.randn(6, 4, 5, 5, generator=gen, dtype=torch.float64) * 2 + 1).contiguous(memory_format=fmt)
+    w, cw, cb = (torch.randn(4, generator=gen, dtype=torch.float64) for _ in range(3))
+    dy, a = torch.randn(x.shape, generator=gen, dtype=torch.float64), torch.randn(x.shape, generator=gen,
+                                                                                  dtype=torch.float64)
+    _, mean, invstd = torch.ops.aten.native_batch_norm(x, w, torch.zeros_like(w), None, None, True, 0.1, 1e-5)
+    fused = models._fused_double_backward(a, cw, cb, dy, x, w, mean, invstd)[:3]
+    leaves = [t.clone().requires_grad_() for t in (dy, x, w)]
+    with torch.enable_grad():  # the general form builds a graph (recomputed statistics) when grad is enabled
+        general = models._TrainBatchNormBackward.apply(*leaves, mean, invstd, 1e-5)
+        phi = (a * general[0]).sum() + (cw * general[1]).sum() + (cb * general[2]).sum()
+        want = torch.autograd.grad(phi, leaves)
+    for got, ref in zip(fused, want):
+        torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    assert fused[1].is_contiguous(memory_format=fmt)

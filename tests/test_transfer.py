@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import hessreg as hr
-from hessreg import chapters, config, data, estimators, models, train
+from hessreg import chapters, config, data, estimators, models, provenance, train
 from tests.oracle import Dense
 
 PRE = dict(dataset="fashion_mnist", model="mlp-16x1", epochs=1, train_size=256, batch_size=64, augment=False)
@@ -41,14 +41,36 @@ def test_pretraining_runs_once_and_is_cached_atomically(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "run", lambda c, **kw: calls.append(c) or real_run(c, **kw))
     spec = config.pretrain_spec(**PRE)
     assert spec.startswith("pretrain:") and 'model="mlp-16x1"' in spec
-    first = train.pretrained(spec, torch.device("cpu"))
+    first, digest = train.pretrained(spec, torch.device("cpu"))
     assert len(calls) == 1 and calls[0].method == "sgd" and calls[0].dataset == "fashion_mnist"
     key = config.pretrain_config(spec).key
     assert (tmp_path / f"{key}.pt").exists() and train.pretrain_record(spec)["test_acc"] > 0.3
+    assert train.pretrain_record(spec)["weights_sha256"] == digest == provenance.sha256(tmp_path / f"{key}.pt")
     assert not list(tmp_path.glob(".*.tmp"))
-    second = train.pretrained(spec, torch.device("cpu"))
-    assert len(calls) == 1  # loaded, not retrained
+    second, again = train.pretrained(spec, torch.device("cpu"))
+    assert len(calls) == 1 and again == digest  # loaded, not retrained
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_a_committed_backbone_is_used_and_checked(tmp_path, monkeypatch):
+    """A backbone under results/weights is loaded from there (never retrained), its SHA-256 checked against its
+    record, and named in the provenance of the runs fine-tuned from it; altered bytes are refused."""
+    monkeypatch.setenv("HESSREG_WEIGHTS", str(tmp_path / "cache"))
+    spec = config.pretrain_spec(**PRE)
+    state, digest = train.pretrained(spec, torch.device("cpu"))  # trained into the cache
+    committed = tmp_path / "committed"
+    monkeypatch.setattr(train, "committed_weights_dir", lambda: committed)
+    key = config.pretrain_config(spec).key
+    committed.mkdir()
+    for suffix in (".pt", ".json"):
+        (committed / f"{key}{suffix}").write_bytes((tmp_path / "cache" / f"{key}{suffix}").read_bytes())
+    monkeypatch.setattr(train, "run", lambda *a, **k: pytest.fail("a committed backbone was retrained"))
+    assert train.pretrained(spec, "cpu")[1] == digest
+    blob = bytearray((committed / f"{key}.pt").read_bytes())
+    blob[-10] ^= 1
+    (committed / f"{key}.pt").write_bytes(bytes(blob))
+    with pytest.raises(train.BackboneError, match="SHA-256"):
+        train.pretrained(spec, "cpu")
 
 
 def test_fine_tuning_is_reproducible_whether_or_not_pretraining_ran_inside_it(tmp_path, monkeypatch):
