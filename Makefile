@@ -73,6 +73,12 @@ chromium:
 offline: $(NPM_STAMP) chromium
 	node tests_browser/test_pages.mjs
 
+# The same test, also keeping full-page screenshots at 1280 px of the scoreboard and two chapters in
+# results/screenshots/ (the book must be built: make book; commit the screenshots only when asked).
+.PHONY: screenshots
+screenshots: $(NPM_STAMP) chromium
+	node tests_browser/test_pages.mjs --showcase results/screenshots
+
 # Every chapter executed once (papermill, smoke scale unless SCALE=full), outputs in $(EXEC).
 chapters: setup
 	$(BIN)/python experiments/run.py --scale $(or $(SCALE),smoke) --out $(EXEC)

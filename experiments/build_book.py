@@ -40,6 +40,8 @@ def stage(executed: Path, src: Path) -> None:
     for path in (root() / "book").iterdir():
         if path.suffix in (".md", ".bib", ".png", ".svg"):
             shutil.copy(path, src / "book" / path.name)
+    if (root() / "book" / "_static").is_dir():  # the book's CSS: Jupyter Book adds <source>/_static/*.css to pages
+        shutil.copytree(root() / "book" / "_static", src / "_static")
     missing = []
     for entry in chapters_in_toc():
         nb = Path(entry).with_suffix(".ipynb").name

@@ -20,7 +20,7 @@ import yaml
 
 from . import chapters, claims, plots, report, results, rules, stats
 from .config import Config
-from .repo import PARAMS, build_dir, root, write_atomic
+from .repo import PARAMS, build_dir, git_commit, root, write_atomic
 from .sweep import sweep
 from .train import run
 from .typecheck import conforms, name as type_name
@@ -202,8 +202,16 @@ def figure(name: str, fig, caption: str, *, data: pd.DataFrame | None = None, cs
     if data is not None:
         save_figure_data(data, csv or name)
     glue(name, fig)
-    glue(f"{name}_caption", caption)
+    glue(f"{name}_caption", caption + " " + cite_line(csv or name))
     plt.close(fig)
+
+
+def cite_line(label: str) -> str:
+    """How to cite a figure: the book (CITATION.cff) at the commit that built it, the figure's label, and the
+    paper whose figure it reproduces (the chapter's own citation)."""
+    return (f"Cite as: hessreg contributors, *hessreg: a reproducibility book for Hessian and sharpness "
+            f"regularization* (CITATION.cff), figure `{label}`, commit {git_commit()[:10]}; and the paper it "
+            "reproduces.")
 
 
 def glue(name: str, value) -> None:

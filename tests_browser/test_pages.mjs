@@ -6,11 +6,23 @@
 //   - a figure (<img>) that does not load (naturalWidth 0),
 //   - mathematics left unrendered (an element of class "math" with no MathJax output, or a MathJax error),
 //   - an uncaught JavaScript error.
+// On the scoreboard (book/intro.html) and every chapter page (book/NN_*.html), read at 1280 and 800 pixels wide,
+// it also fails on
+//   - a table wider than its column: the table's scrolling container (the theme's
+//     div.pst-scrollable-table-container, a notebook output's div.output, else the article) has
+//     scrollWidth > clientWidth + 1, or the table reaches past the article's content box,
+//   - a code cell (div.cell_input, or any <pre> of a cell) wider than itself (scrollWidth > clientWidth + 1),
+//   - a status badge (span.badge-status) whose text/background contrast is below 4.5 (WCAG AA; computed from
+//     getComputedStyle), in the theme's light and dark modes (pydata-sphinx-theme: localStorage "mode"/"theme",
+//     read into <html data-theme> as the page loads),
+// and each chapter page must offer its executed notebook (.ipynb) for download from the book itself.
 // A screenshot of each page goes to _build/screenshots/ (paths printed for the CI log). Finally a probe page
 // loads the MathJax that _config.yml names, renders inline and display maths, and is held to the same rules,
 // so the local MathJax is checked even while no chapter has mathematics; and the search page must find "Hessian".
 //
-//   node tests_browser/test_pages.mjs [--html _build/html] [--screenshots _build/screenshots]
+//   node tests_browser/test_pages.mjs [--html _build/html] [--screenshots _build/screenshots] [--showcase DIR]
+//   --showcase DIR: also full-page screenshots at 1280 px of the scoreboard and two chapters (SHOWCASE) into DIR
+//                   (`make screenshots`: results/screenshots)
 //   env: CHROMIUM (default /usr/bin/chromium)
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
@@ -26,6 +38,13 @@ const arg = (name, fallback) => {
 };
 const HTML = arg('--html', path.join(REPO, '_build', 'html'));
 const SHOTS = arg('--screenshots', path.join(REPO, '_build', 'screenshots'));
+const SHOWCASE_DIR = arg('--showcase', null);
+const SHOWCASE = { 'book/intro.html': 'scoreboard.png', 'book/02_sam_vs_psam.html': '02_sam_vs_psam.png',
+  'book/13_nso_flatness.html': '13_nso_flatness.png' };
+const READING_PAGE = /^book\/(intro|\d\d_[^/]+)\.html$/;  // the scoreboard and the chapters
+const CHAPTER_PAGE = /^book\/\d\d_[^/]+\.html$/;
+const WIDTHS = [1280, 800];
+const MIN_CONTRAST = 4.5;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const CDN = /(cdn\.jsdelivr\.net|unpkg\.com|cdnjs\.cloudflare\.com|fonts\.googleapis\.com|fonts\.gstatic\.com|polyfill\.io|googletagmanager\.com|google-analytics\.com|plausible\.io|hypothes\.is|utteranc\.es|code\.jquery\.com|mathjax\.org)/i;
 const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
@@ -141,12 +160,159 @@ async function checkReferences(page) {
   }, CDN.source);
 }
 
+// --- reading at the book's width --------------------------------------------------------------------------
+async function checkLayout(page) {
+  // tables and code cells that do not fit their column, each named so a reader can find it
+  return page.evaluate(() => {
+    const out = [];
+    const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+    const a = article.getBoundingClientRect();
+    const contentRight = a.right - parseFloat(getComputedStyle(article).paddingRight || '0');
+    const shown = (el) => el.getClientRects().length > 0 && el.offsetWidth > 0;
+    const name = (el) => `${el.tagName.toLowerCase()}${el.id ? `#${el.id}` : ''}${[...el.classList].map((c) => `.${c}`).join('')}`;
+    const section = (el) => { const s = el.closest('section[id]'); return s ? ` in section #${s.id}` : ''; };
+    const scroller = (el) => {
+      for (let e = el.parentElement; e && e !== article.parentElement; e = e.parentElement) {
+        if (getComputedStyle(e).overflowX !== 'visible') return e;
+      }
+      return article;
+    };
+    [...document.querySelectorAll('table')].filter(shown).forEach((t, i) => {
+      const heads = [...t.querySelectorAll('th')].slice(0, 3).map((h) => h.textContent.trim().slice(0, 24)).join(' | ');
+      const what = `table ${i + 1} (${name(t)}${heads ? `, headers "${heads}"` : ''})${section(t)}`;
+      const box = scroller(t);
+      if (box.scrollWidth > box.clientWidth + 1) {
+        out.push(`${what} overflows its column: ${box.scrollWidth} px wide in ${box.clientWidth} px (${name(box)})`);
+      } else if (t.getBoundingClientRect().right > contentRight + 1) {
+        out.push(`${what} reaches ${Math.round(t.getBoundingClientRect().right - contentRight)} px past the article`);
+      }
+    });
+    const code = [...document.querySelectorAll('div.cell_input, div.cell pre')].filter(shown);
+    code.forEach((el) => {
+      if (el.scrollWidth > el.clientWidth + 1) {
+        const cell = el.closest('div.cell');
+        const n = cell ? [...document.querySelectorAll('div.cell')].indexOf(cell) + 1 : 0;
+        const first = el.textContent.trim().split('\n')[0].slice(0, 50);
+        out.push(`code cell ${n} (${name(el)}, "${first}")${section(el)} overflows: ${el.scrollWidth} px wide in ${el.clientWidth} px`);
+      }
+    });
+    return out;
+  });
+}
+
+async function checkBadges(page) {
+  // WCAG contrast of every status badge: its text colour against the background it is drawn on
+  return page.evaluate((min) => {
+    const rgba = (c) => {
+      let m = c.match(/^rgba?\(([^)]+)\)/);
+      if (m) {
+        const p = m[1].split(/[\s,\/]+/).filter(Boolean).map(parseFloat);
+        return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+      }
+      m = c.match(/^color\(srgb\s+([^)]+)\)/);
+      if (m) {
+        const p = m[1].split(/[\s\/]+/).filter(Boolean).map(parseFloat);
+        return [p[0] * 255, p[1] * 255, p[2] * 255, p.length > 3 ? p[3] : 1];
+      }
+      return null;
+    };
+    const over = (top, bottom) => [0, 1, 2].map((k) => top[k] * top[3] + bottom[k] * (1 - top[3])).concat(1);
+    const background = (el) => {
+      const layers = [];
+      for (let e = el; e; e = e.parentElement) {
+        const c = rgba(getComputedStyle(e).backgroundColor);
+        if (c && c[3] > 0) layers.push(c);
+        if (c && c[3] >= 1) break;
+      }
+      let bg = [255, 255, 255, 1];  // the canvas, when no element paints an opaque background
+      for (const layer of layers.reverse()) bg = over(layer, bg);
+      return bg;
+    };
+    const luminance = (c) => {
+      const [r, g, b] = c.slice(0, 3).map((v) => {
+        const s = v / 255;
+        return s <= 0.04045 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+      });
+      return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    };
+    const out = [];
+    const badges = [...document.querySelectorAll('span.badge-status')];
+    badges.forEach((el, i) => {
+      const bg = background(el);
+      let fg = rgba(getComputedStyle(el).color) || [0, 0, 0, 1];
+      let opacity = 1;
+      for (let e = el; e; e = e.parentElement) opacity *= parseFloat(getComputedStyle(e).opacity || '1');
+      fg = over([fg[0], fg[1], fg[2], fg[3] * opacity], bg);
+      const [hi, lo] = [luminance(fg), luminance(bg)].sort((x, y) => y - x);
+      const ratio = (hi + 0.05) / (lo + 0.05);
+      if (!(ratio >= min)) {
+        const row = el.closest('tr');
+        const claim = row && row.querySelector('td') ? row.querySelector('td').textContent.trim() : '';
+        out.push(`badge ${i + 1} "${el.textContent.trim()}"${claim ? ` (claim ${claim})` : ''}: contrast ${ratio.toFixed(2)} < ${min} `
+          + `(text ${getComputedStyle(el).color} on rgb(${bg.slice(0, 3).map(Math.round).join(', ')}))`);
+      }
+    });
+    const body = rgba(getComputedStyle(document.body).backgroundColor) || [255, 255, 255, 1];
+    return { count: badges.length, problems: out, page: luminance(body), theme: document.documentElement.dataset.theme };
+  }, MIN_CONTRAST);
+}
+
+async function checkDownload(page) {
+  // the executed notebook, offered by the theme's download button and served by the book itself
+  const href = await page.evaluate(() => {
+    const a = [...document.querySelectorAll('a[href]')].find((l) => /_sources\/.*\.ipynb$/.test(l.getAttribute('href')));
+    return a ? new URL(a.getAttribute('href'), document.baseURI).href : null;
+  });
+  if (!href) return ['no download of the executed notebook (.ipynb) on the page'];
+  const got = await page.evaluate(async (u) => {
+    try {
+      const r = await fetch(u);
+      if (!r.ok) return { status: r.status };
+      const nb = await r.json();
+      const code = (nb.cells || []).filter((c) => c.cell_type === 'code');
+      return { status: r.status, code: code.length, outputs: code.filter((c) => (c.outputs || []).length).length };
+    } catch (e) { return { error: String(e) }; }
+  }, href);
+  if (got.error || got.status !== 200) return [`notebook download ${href} failed: ${got.error || `HTTP ${got.status}`}`];
+  return got.outputs ? [] : [`notebook download ${href} is not executed (${got.code} code cells, none with outputs)`];
+}
+
+async function checkReading(page, rel) {
+  // at each width, then the badges again in dark mode; the page is left as it was found (1280 px, light)
+  const out = [];
+  let badges = 0;
+  for (const width of WIDTHS) {
+    await page.setViewportSize({ width, height: 900 });
+    await page.evaluate(() => new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(ok))));
+    out.push(...(await checkLayout(page)).map((f) => `${width} px: ${f}`));
+    const b = await checkBadges(page);
+    badges = b.count;
+    out.push(...b.problems.map((f) => `${width} px, light mode: ${f}`));
+  }
+  await page.setViewportSize({ width: WIDTHS[0], height: 900 });
+  await page.evaluate(() => { localStorage.setItem('mode', 'dark'); localStorage.setItem('theme', 'dark'); });
+  try {
+    await page.reload({ waitUntil: 'load', timeout: 60000 });
+    const dark = await checkBadges(page);
+    if (dark.theme !== 'dark' || dark.page > 0.2) {
+      out.push(`dark mode did not apply (html data-theme=${dark.theme}, page background luminance ${dark.page.toFixed(2)})`);
+    }
+    out.push(...dark.problems.map((f) => `${WIDTHS[0]} px, dark mode: ${f}`));
+    out.push(...(await checkLayout(page)).map((f) => `${WIDTHS[0]} px, dark mode: ${f}`));
+  } finally {
+    await page.evaluate(() => { localStorage.removeItem('mode'); localStorage.removeItem('theme'); });
+  }
+  if (CHAPTER_PAGE.test(rel)) out.push(...(await checkDownload(page)));
+  return { problems: out, badges };
+}
+
 // --- driver --------------------------------------------------------------------------------------------------
 async function main() {
   if (!fs.existsSync(path.join(HTML, 'index.html'))) throw new Error(`no book at ${HTML} (build it first)`);
   const pages = htmlPages(HTML);
   fs.rmSync(SHOTS, { recursive: true, force: true });
   fs.mkdirSync(SHOTS, { recursive: true });
+  if (SHOWCASE_DIR) fs.mkdirSync(SHOWCASE_DIR, { recursive: true });
   const server = await serve(HTML);
   const origin = `http://127.0.0.1:${server.address().port}`;
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'hessreg-chromium-'));
@@ -189,6 +355,8 @@ async function main() {
 
   const failures = {};
   let maths = 0;
+  let read = 0;
+  const showcased = [];
   const visit = async (name, url, extra) => {
     current = failures[name] = [];
     try {
@@ -203,7 +371,19 @@ async function main() {
       await page.waitForLoadState('networkidle', { timeout: 15000 }).catch(() => {});
       const shot = path.join(SHOTS, `${name.replace(/\.html$/, '').replace(/[\/]/g, '__')}.png`);
       await page.screenshot({ path: shot, fullPage: true });
-      console.log(`${current.length ? 'FAIL' : 'ok  '} ${name}  (screenshot ${path.relative(process.cwd(), shot)})`);
+      if (SHOWCASE_DIR && SHOWCASE[name]) {
+        const keep = path.join(SHOWCASE_DIR, SHOWCASE[name]);
+        await page.screenshot({ path: keep, fullPage: true });
+        showcased.push(path.relative(process.cwd(), keep));
+      }
+      let reading = '';
+      if (READING_PAGE.test(name)) {
+        const r = await checkReading(page, name);
+        current.push(...r.problems);
+        read += 1;
+        reading = `; read at ${WIDTHS.join(' and ')} px, light and dark, ${r.badges} badge(s)`;
+      }
+      console.log(`${current.length ? 'FAIL' : 'ok  '} ${name}  (screenshot ${path.relative(process.cwd(), shot)}${reading})`);
     } catch (err) {
       current.push(`could not check: ${err.message.split('\n')[0]}`);
       console.log(`FAIL ${name}`);
@@ -244,10 +424,16 @@ async function main() {
   server.close();
   fs.rmSync(profile, { recursive: true, force: true });
   if (orphan.length) failures['(between pages)'] = orphan;
+  if (SHOWCASE_DIR) {
+    const missing = Object.keys(SHOWCASE).filter((p) => !pages.includes(p));
+    if (missing.length) failures['(showcase)'] = missing.map((p) => `showcase page not in the book: ${p}`);
+  }
   const bad = Object.entries(failures).filter(([, f]) => f.length);
   const secs = ((Date.now() - t0) / 1000).toFixed(1);
   console.log(`\n${pages.length} pages + MathJax probe + search, ${requests} requests, ${maths} math elements, ${secs} s; `
+    + `${read} pages read at ${WIDTHS.join(' and ')} px (tables, code cells, badge contrast ≥ ${MIN_CONTRAST} light and dark); `
     + `screenshots in ${path.relative(process.cwd(), SHOTS) || '.'}/`);
+  if (SHOWCASE_DIR) console.log(`showcase screenshots (1280 px): ${showcased.join(', ') || 'none'}`);
   if (bad.length) {
     console.log(`FAILED: ${bad.length} page(s)`);
     for (const [name, f] of bad) console.log(`  ${name}: ${f.length} problem(s), first: ${f[0]}`);
