@@ -288,13 +288,20 @@ def test_gn_trace_gradient_for_fixed_sampled_labels():
     """For the drawn ŷ, the update is ∇L + σ² ∇(B‖∇L̄(θ, ŷ)‖²); ŷ is recovered by replaying the RNG."""
     model, x, y = _net(batch=4)
     d = Dense(model, x, y)
+    out, pen = _assert_gn_trace_step(model, x, y, d, rtol=1e-10)
+    torch.testing.assert_close(out.penalty, pen(d.theta))
+
+
+def _assert_gn_trace_step(model, x, y, d: Dense, *, rtol: float):
+    """The GN-trace step against the dense oracle for the sampled labels ŷ (recovered by replaying the RNG):
+    ∇L + σ² ∇(B‖∇L̄(θ, ŷ)‖²), σ² = 0.01. Returns the step's output and the dense penalty."""
     torch.manual_seed(5)
     got, out = _step("gn_trace", model, x, y, sigma2=0.01)
     torch.manual_seed(5)
     y_hat = steps._sample_labels(out.logits)
-    pen = lambda t: 4 * torch.func.grad(lambda s: F.cross_entropy(d.logits(s), y_hat))(t).square().sum()  # noqa
-    torch.testing.assert_close(got, d.grad() + 0.01 * torch.func.grad(pen)(d.theta), rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(out.penalty, pen(d.theta))
+    pen = lambda t: len(y) * torch.func.grad(lambda s: F.cross_entropy(d.logits(s), y_hat))(t).square().sum()  # noqa
+    torch.testing.assert_close(got, d.grad() + 0.01 * torch.func.grad(pen)(d.theta), rtol=rtol, atol=1e-12)
+    return out, pen
 
 
 def test_asam_perturbation():
@@ -478,13 +485,7 @@ def test_second_order_steps_on_the_small_cnn_match_the_dense_oracle(channels_las
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_gn_trace_on_the_small_cnn_for_fixed_sampled_labels(channels_last):
     model, x, y = _small_cnn(channels_last)
-    d = Dense(model, x, y, train_mode=True)
-    torch.manual_seed(5)
-    got, out = _step("gn_trace", model, x, y, sigma2=0.01)
-    torch.manual_seed(5)
-    y_hat = steps._sample_labels(out.logits)
-    pen = lambda t: 6 * torch.func.grad(lambda s: F.cross_entropy(d.logits(s), y_hat))(t).square().sum()  # noqa
-    torch.testing.assert_close(got, d.grad() + 0.01 * torch.func.grad(pen)(d.theta), rtol=1e-9, atol=1e-12)
+    _assert_gn_trace_step(model, x, y, Dense(model, x, y, train_mode=True), rtol=1e-9)
 
 
 def test_hessian_trace_on_the_small_cnn(monkeypatch):
