@@ -170,7 +170,7 @@ def run_chapter(chapter: str, params: dict, *, progress: bool = True) -> Chapter
     # committed records stand in for the smoke grid only when the reader asked for the default smoke grid
     # (a changed parameter — another method, more seeds — runs what was asked)
     if scale == "smoke" and params == chapters.load_params(chapter, "smoke"):
-        for shown in ("full", "cpu", "noisy", "lowdata"):
+        for shown in ("full", "cpu", "noisy", "noisy_cnn", "lowdata"):
             if not chapters.has_params(chapter, shown):
                 continue
             r = committed(chapter, shown)

@@ -19,7 +19,7 @@ from .config import Config, pretrain_spec
 from .repo import PARAMS, root
 from .sweep import grid, unique
 
-SCALES = ("smoke", "cpu", "noisy", "lowdata", "full", "paper")
+SCALES = ("smoke", "cpu", "noisy", "noisy_cnn", "lowdata", "full", "paper")
 
 
 def params_path(chapter: str, scale: str) -> Path:

@@ -61,7 +61,7 @@ class Claim:
         scale = result.scale
         if scale == "smoke":
             return Verdict(self, "not evaluated", [], "runs at smoke scale only check the code",
-                           "claims are evaluated at the cpu, noisy, lowdata, full or paper scale", scale)
+                           "claims are evaluated at the cpu, noisy, noisy_cnn, lowdata, full or paper scale", scale)
         missing, requested = result.frame.attrs.get("missing", 0), result.frame.attrs.get("requested")
         if missing:
             return Verdict(self, "not evaluated", [], f"{requested - missing} of {requested} runs of the "

@@ -11,7 +11,7 @@ import pandas as pd
 from .chapters import load_params
 from .claims import CLAIMS, verdicts_dir
 
-SCOREBOARD_SCALES = ("cpu", "noisy", "lowdata", "full", "paper")
+SCOREBOARD_SCALES = ("cpu", "noisy", "noisy_cnn", "lowdata", "full", "paper")
 
 
 def scoreboard(verdicts: Path | None = None) -> pd.DataFrame:
