@@ -12,9 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hessreg import sources  # noqa: E402
 from hessreg.repo import root  # noqa: E402
 
 
@@ -31,27 +33,38 @@ def chapters_in_toc() -> list[str]:
     return files
 
 
+def in_step(executed: Path, name: str) -> bool:
+    """Whether the executed notebook has the cells of ``book/<name>.md`` (papermill's injected cell aside)."""
+    return sources.cell_sources(nbformat.read(executed, as_version=4)) == sources.cell_sources(sources.read(name))
+
+
 def stage(executed: Path, src: Path) -> None:
     if src.exists():
         shutil.rmtree(src)
     (src / "book" / "data").mkdir(parents=True)
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(root() / name, src / name)
-    for path in (root() / "book").iterdir():
-        if path.suffix in (".md", ".bib", ".png", ".svg"):
+    for path in (root() / "book").iterdir():  # the chapters' MyST sources come in as their executed notebooks
+        if path.suffix in (".md", ".bib", ".png", ".svg") and not sources.is_notebook(path):
             shutil.copy(path, src / "book" / path.name)
     if (root() / "book" / "_static").is_dir():  # the book's CSS: Jupyter Book adds <source>/_static/*.css to pages
         shutil.copytree(root() / "book" / "_static", src / "_static")
-    missing = []
+    missing, stale = [], []
     for entry in chapters_in_toc():
-        nb = Path(entry).with_suffix(".ipynb").name
-        if (root() / "book" / nb).exists():
-            if not (executed / nb).exists():
-                missing.append(nb)
+        name = Path(entry).name
+        if sources.is_notebook(root() / Path(entry).with_suffix(".md")):
+            done = executed / f"{name}.ipynb"
+            if not done.exists():
+                missing.append(name)
+            elif not in_step(done, name):
+                stale.append(name)
             else:
-                shutil.copy(executed / nb, src / "book" / nb)
+                shutil.copy(done, src / "book" / done.name)
     if missing:
         sys.exit(f"not executed yet: {', '.join(missing)} (run `make book` or `make test`, which execute them)")
+    if stale:
+        sys.exit(f"executed notebooks out of step with their sources book/*.md: {', '.join(stale)} (a source "
+                 "changed after they ran: run `make book` or `make test` again)")
     for csv in (root() / "_build" / "figures").glob("*.csv"):
         shutil.copy(csv, src / "book" / "data" / csv.name)
 

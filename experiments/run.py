@@ -21,7 +21,7 @@ import yaml
 from traitlets.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hessreg import book, chapters  # noqa: E402
+from hessreg import book, chapters, sources  # noqa: E402
 from hessreg.repo import build_dir, root  # noqa: E402
 
 
@@ -69,8 +69,9 @@ def main(argv=None) -> int:
         jobs.append(("intro", {}))  # the landing page's scoreboard reads the verdicts the chapters just saved
     for name, params in jobs:
         t0 = time.perf_counter()
-        execute(root() / "book" / f"{name}.ipynb", out / f"{name}.ipynb", params, kernel=args.kernel,
-                cwd=root() / "book")
+        with tempfile.TemporaryDirectory(prefix="hessreg-nb-") as tmp:  # papermill reads .ipynb; the source is MyST
+            execute(sources.to_ipynb(name, Path(tmp)), out / f"{name}.ipynb", params, kernel=args.kernel,
+                    cwd=root() / "book")
         print(f"{name}: executed at {args.scale} scale in {time.perf_counter() - t0:.0f} s → {out / name}.ipynb")
     return 0
 

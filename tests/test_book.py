@@ -4,19 +4,18 @@ import typing
 from pathlib import Path
 
 import click.testing
-import nbformat
 import papermill
 import papermill.cli
 import pytest
 
-from hessreg import book, chapters, results
+from hessreg import book, chapters, results, sources
 from hessreg.typecheck import conforms
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def parameters_cell(chapter):
-    nb = nbformat.read(REPO / "book" / f"{chapter}.ipynb", as_version=4)
+    nb = sources.read(chapter)
     cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(cells) == 1, f"{chapter}: exactly one cell tagged 'parameters'"
     namespace = {}
@@ -26,7 +25,7 @@ def parameters_cell(chapter):
 
 
 @pytest.mark.parametrize("chapter", chapters.names())
-def test_parameter_files_agree_with_the_notebook(chapter):
+def test_parameter_files_agree_with_the_notebook(chapter, tmp_path):
     smoke = chapters.load_params(chapter, "smoke")
     assert parameters_cell(chapter) == smoke
     for scale in [s for s in chapters.SCALES if chapters.has_params(chapter, s)]:
@@ -36,18 +35,19 @@ def test_parameter_files_agree_with_the_notebook(chapter):
             configs = chapters.configs(chapter, p)  # every scale's grid is a valid set of configs
             assert len({c.key for c in configs}) == len(configs) > 0
         book.check_parameters(chapter, **p)
-    inspected = papermill.inspect_notebook(str(REPO / "book" / f"{chapter}.ipynb"))
+    inspected = papermill.inspect_notebook(str(sources.to_ipynb(chapter, tmp_path)))
     assert set(inspected) == set(smoke)
 
 
-NOTEBOOKS = [p for p in sorted((REPO / "book").glob("*.ipynb"))
-             if any("parameters" in c.metadata.get("tags", []) for c in nbformat.read(p, as_version=4).cells)]
+NOTEBOOKS = [name for name in sources.names()
+             if any("parameters" in c.metadata.get("tags", []) for c in sources.read(name).cells)]
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_parameters_describe_themselves(notebook):
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_parameters_describe_themselves(name, tmp_path):
     """``papermill --help-notebook`` gives every parameter a type and one line of help, and the type holds the
     parameter's value at every scale."""
+    notebook = sources.to_ipynb(name, tmp_path)
     inspected = papermill.inspect_notebook(str(notebook))
     assert inspected
     for name, p in inspected.items():
@@ -79,7 +79,7 @@ def test_papermill_wrong_type_fails_before_training(tmp_path, monkeypatch):
     monkeypatch.setenv("HESSREG_STORE", str(tmp_path / "store"))
     chapter = next(iter(chapters.GRIDS))
     with pytest.raises(papermill.PapermillExecutionError, match="TypeError"):
-        papermill.execute_notebook(str(REPO / "book" / f"{chapter}.ipynb"), str(tmp_path / "out.ipynb"),
+        papermill.execute_notebook(str(sources.to_ipynb(chapter, tmp_path)), str(tmp_path / "out.ipynb"),
                                    parameters={"epochs": "three"}, kernel_name="python3", progress_bar=False,
                                    cwd=str(REPO / "book"))
     assert not (tmp_path / "store").exists()
@@ -93,7 +93,8 @@ def test_chapter_shows_the_best_committed_records(tmp_path, monkeypatch):
                                                       batch_size=64, device="cpu", activations=["relu"],
                                                       betas=[10.0])
     by_scale = {"full": tiny | {"scale": "full", "seeds": [0, 1]}, "cpu": tiny | {"scale": "cpu", "seeds": [7, 8]},
-                "noisy": tiny | {"scale": "noisy", "seeds": [5]}}
+                "noisy": tiny | {"scale": "noisy", "seeds": [5]},
+                "noisy_cnn": tiny | {"scale": "noisy_cnn", "seeds": [6]}}
     monkeypatch.setattr(chapters, "load_params", lambda ch, scale: by_scale.get(scale, tiny))
     committed, smoke = results.RecordStore(tmp_path / "committed"), results.RecordStore(tmp_path / "smoke")
     monkeypatch.setattr(results, "store_for", lambda scale: smoke if scale == "smoke" else committed)
@@ -118,5 +119,5 @@ def test_every_chapter_is_in_the_toc_and_has_a_notebook():
     toc = yaml.safe_load((REPO / "_toc.yml").read_text())
     files = {c["file"] for part in toc["parts"] for c in part["chapters"]}
     for chapter in chapters.names():
-        assert f"book/{chapter}" in files and (REPO / "book" / f"{chapter}.ipynb").exists()
+        assert f"book/{chapter}" in files and chapter in sources.names()
     assert set(chapters.GRIDS) <= set(chapters.names())

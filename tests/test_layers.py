@@ -2,21 +2,21 @@
 no import circle, no import deferred into a function, no module over ~400 lines; the chapters read like a lecture
 (short code cells)."""
 import ast
-import json
 from pathlib import Path
 
 import pytest
 
 import hessreg
+from hessreg import sources
 
 PACKAGE = Path(hessreg.__file__).parent
-BOOK = PACKAGE.parent / "book"
 
 LEAVES = {"repo", "typecheck"}
 SCIENCE = {"data", "sizes", "activations", "models", "curvature", "estimators", "steps", "methods", "landscape",
            "report"}
 RUNS = {"config", "provenance", "train", "results", "sweep", "distributed"}
-BOOK_LAYER = {"chapters", "claims", "rules", "stats", "paper_b", "plots", "book", "calibration", "scoreboard"}
+BOOK_LAYER = {"chapters", "claims", "rules", "stats", "paper_b", "plots", "book", "calibration", "scoreboard",
+              "sources"}
 LAYERS = [LEAVES, SCIENCE, RUNS, BOOK_LAYER]  # each may import its own layer and those before it
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
 
@@ -87,7 +87,7 @@ def test_modules_are_small(module):
     assert len((PACKAGE / f"{module}.py").read_text().splitlines()) <= 440, module
 
 
-NOTEBOOKS = sorted(BOOK.glob("*.ipynb"))
+NOTEBOOKS = sources.names()
 
 
 def code_lines(cells) -> int:
@@ -96,10 +96,10 @@ def code_lines(cells) -> int:
                for line in "".join(c["source"]).splitlines() if line.strip())
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_chapters_are_short(notebook):
     """A chapter's code is the experiment, the figure and the verdict: ≤ 25 lines, the plumbing in hessreg."""
-    assert code_lines(json.loads(notebook.read_text())["cells"]) <= 25, notebook.stem
+    assert code_lines(sources.read(notebook).cells) <= 25, notebook
 
 
 def test_the_root_is_found_from_an_explicit_place(tmp_path, monkeypatch):
