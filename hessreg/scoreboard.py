@@ -1,5 +1,6 @@
 """The front page's scoreboard: one compact row per claim, one cell per scale with a status badge and the effect,
-beside what the paper reports (book/intro.ipynb). The full statistics stay on the chapter pages."""
+beside what the paper reports (book/intro.md), one table per paper with the scales its chapters run at. The full
+statistics stay on the chapter pages."""
 from __future__ import annotations
 
 import html
@@ -8,10 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .chapters import load_params
+from .chapters import has_params, load_params
 from .claims import CLAIMS, verdicts_dir
 
 SCOREBOARD_SCALES = ("cpu", "noisy", "noisy_cnn", "lowdata", "full", "paper")
+NOT_RUN = "not run"  # the claim's chapter has no grid at that scale (no parameter file): nothing to evaluate
 
 
 def scoreboard(verdicts: Path | None = None) -> pd.DataFrame:
@@ -26,7 +28,7 @@ def scoreboard(verdicts: Path | None = None) -> pd.DataFrame:
         for scale in SCOREBOARD_SCALES:
             path = verdicts / ("any" if c.scale_free else scale) / f"{c.id}.json"
             if not path.exists():
-                row[scale] = None
+                row[scale] = None if c.scale_free or has_params(c.chapter, scale) else NOT_RUN
                 continue
             v = json.loads(path.read_text())
             seeds = load_params(c.chapter, scale).get("seeds") if not c.scale_free else None
@@ -35,7 +37,7 @@ def scoreboard(verdicts: Path | None = None) -> pd.DataFrame:
         rows.append(row)
     board = pd.DataFrame(rows)
     scale_bound = board["claim"].map(lambda c: not CLAIMS[c].scale_free)  # a scale-free claim opens no column
-    empty = [s for s in SCOREBOARD_SCALES if board.loc[scale_bound, s].isna().all()]
+    empty = [s for s in SCOREBOARD_SCALES if not board.loc[scale_bound, s].map(lambda v: isinstance(v, dict)).any()]
     return board.drop(columns=empty)
 
 
@@ -45,13 +47,14 @@ BADGES = {"reproduced": ("#1a7f37", "#ffffff"), "reproduced as training failure"
           "not testable": ("#6639ba", "#ffffff"), "not evaluated": ("#d0d7de", "#1f2328")}
 STYLE = """<style>
 table.scoreboard {width: 100%; table-layout: fixed; border-collapse: collapse; font-size: 0.9em}
-table.scoreboard th, table.scoreboard td {padding: 0.3em 0.4em; vertical-align: top; overflow-wrap: anywhere;
+table.scoreboard th, table.scoreboard td {padding: 0.3em 0.4em; vertical-align: top; overflow-wrap: break-word;
   border-bottom: 1px solid var(--pst-color-border, #d0d7de)}
-table.scoreboard col.id {width: 3.2em} table.scoreboard col.paper {width: 24%}
-table.scoreboard .badge-status {display: inline-block; border-radius: 0.6em; padding: 0.05em 0.5em;
-  font-size: 0.85em; font-weight: 600; line-height: 1.35; white-space: normal}
+table.scoreboard col.id {width: 3.2em} table.scoreboard col.says {width: 24%} table.scoreboard col.paper {width: 22%}
+table.scoreboard .badge-status {display: inline-block; border-radius: 0.6em; padding: 0.05em 0.45em;
+  font-size: 0.8em; font-weight: 600; line-height: 1.35; white-space: normal; word-break: normal; hyphens: none}
 table.scoreboard .effect, table.scoreboard .paper, table.scoreboard .registered {font-size: 0.82em}
-table.scoreboard .registered {opacity: 0.85}
+table.scoreboard .registered, table.scoreboard .not-run {opacity: 0.85}
+table.scoreboard caption {caption-side: top; text-align: left; font-weight: 600; padding: 0.6em 0 0.2em}
 </style>"""
 
 
@@ -60,7 +63,9 @@ def badge(status: str) -> str:
     return f"<span class='badge-status' style='background:{fill};color:{text}'>{html.escape(status)}</span>"
 
 
-def _cell(v: dict | None) -> str:
+def _cell(v: dict | str | None) -> str:
+    if v == NOT_RUN:
+        return "<span class='effect not-run'>— not run at this scale</span>"
     if not isinstance(v, dict):  # None (pandas may hold it as NaN): the scale did not evaluate the claim
         return badge("not evaluated")
     out = badge(v["status"])
@@ -73,17 +78,36 @@ def _cell(v: dict | None) -> str:
     return out
 
 
+PAPERS = {"Paper A": "Paper A — the neglected Hessian component (Dauphin et al.)",
+          "Paper B": "Paper B — Noise Stability Optimization (Ju et al.)"}
+
+
+def _columns(rows: pd.DataFrame) -> list[str]:
+    """The scales of ``rows``'s columns: those where some claim of the group holds a verdict of its own (a
+    scale-free claim's one verdict, shown in every column, opens none)."""
+    bound = rows[rows["claim"].map(lambda c: not CLAIMS[c].scale_free)]
+    return [s for s in SCOREBOARD_SCALES if s in bound and bound[s].map(lambda v: isinstance(v, dict)).any()]
+
+
 def table(board: pd.DataFrame) -> str:
-    """The scoreboard as an HTML table that fits the content column (fixed layout, wrapping cells)."""
-    scales = [s for s in SCOREBOARD_SCALES if s in board]
-    cols = "<col class='id'><col>" + "<col>" * len(scales) + "<col class='paper'>"
-    head = "<tr><th>claim</th><th>the paper says</th>" + "".join(f"<th>{s} scale</th>" for s in scales) + \
-        "<th>the paper reports</th></tr>"
-    rows = "".join(
-        f"<tr><td><a href='{r['chapter']}.html'>{r['claim']}</a></td><td>{html.escape(r['statement'])}</td>"
-        + "".join(f"<td>{_cell(r[s])}</td>" for s in scales) + f"<td class='paper'>{html.escape(r['reported'])}</td></tr>"
-        for _, r in board.iterrows())
-    return f"{STYLE}<table class='scoreboard'><colgroup>{cols}</colgroup><thead>{head}</thead><tbody>{rows}</tbody></table>"
+    """The scoreboard as HTML tables that fit the content column (fixed layout, wrapping cells): one per paper,
+    each with the scales its claims were evaluated at."""
+    out = [STYLE]
+    for key, caption in PAPERS.items():
+        rows = board[board["figure"].str.startswith(key)]
+        if rows.empty:
+            continue
+        scales = _columns(rows)
+        cols = "<col class='id'><col class='says'>" + "<col>" * len(scales) + "<col class='paper'>"
+        head = "<tr><th>claim</th><th>the paper says</th>" + "".join(
+            f"<th>{s.replace('_', ' ')} scale</th>" for s in scales) + "<th>the paper reports</th></tr>"
+        body = "".join(
+            f"<tr><td><a href='{r['chapter']}.html'>{r['claim']}</a></td><td>{html.escape(r['statement'])}</td>"
+            + "".join(f"<td>{_cell(r[s])}</td>" for s in scales)
+            + f"<td class='paper'>{html.escape(r['reported'])}</td></tr>" for _, r in rows.iterrows())
+        out.append(f"<table class='scoreboard'><caption>{html.escape(caption)}</caption><colgroup>{cols}</colgroup>"
+                   f"<thead>{head}</thead><tbody>{body}</tbody></table>")
+    return "".join(out)
 
 
 def summary(board: pd.DataFrame) -> str:
@@ -92,5 +116,6 @@ def summary(board: pd.DataFrame) -> str:
     for s in (s for s in SCOREBOARD_SCALES if s in board):
         counts = pd.Series([v["status"] for v in board[s] if isinstance(v, dict)]).value_counts()
         parts = ", ".join(f"{n} {status}" for status, n in counts.items())
-        lines.append(f"- **{s} scale**: {counts.get('reproduced', 0)} of {len(board)} claims reproduced ({parts}).")
+        tested = int((board[s] != NOT_RUN).sum())  # the claims whose chapter has a grid at this scale
+        lines.append(f"- **{s} scale**: {counts.get('reproduced', 0)} of {tested} claims reproduced ({parts}).")
     return "\n".join(lines) or "No claim was evaluated in this build (smoke scale only checks the code)."

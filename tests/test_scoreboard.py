@@ -31,14 +31,21 @@ def test_one_column_per_scale_that_evaluated_a_claim(tmp_path):
     save(tmp_path, "cpu", "A1", "reproduced as training failure", registered_reading="reproduced")
     save(tmp_path, "noisy", "A1", "not evaluated")
     save(tmp_path, "any", "A7", "reproduced")
+    save(tmp_path, "lowdata", "B1", "not reproduced")
     board = scoreboard.scoreboard(tmp_path)
     assert list(board["claim"]) == list(claims.CLAIMS) and {"cpu", "noisy"} <= set(board) and "full" not in board
     a1 = board.set_index("claim").loc["A1"]
     assert a1["cpu"]["status"] == "reproduced as training failure" and a1["cpu"]["registered"] == "reproduced"
     assert board.set_index("claim").loc["A7", "noisy"]["status"] == "reproduced"  # the same at every scale
     assert not isinstance(board.set_index("claim").loc["B1", "cpu"], dict)
+    assert board.set_index("claim").loc["A1", "lowdata"] == scoreboard.NOT_RUN  # chapter 02 has no lowdata grid
     page = scoreboard.table(board)
-    assert page.count("<tr>") == len(claims.CLAIMS) + 1 and "as registered: reproduced" in page
+    paper_a, paper_b = page.split("<table")[1:]  # one table per paper, each with the scales its claims ran at
+    assert paper_a.count("<tr>") == 1 + sum(c.figure.startswith("Paper A") for c in claims.CLAIMS.values())
+    assert "lowdata scale" not in paper_a and "noisy scale" in paper_a
+    assert "lowdata scale" in paper_b and "noisy scale" not in paper_b and "as registered: reproduced" in page
     assert "table-layout: fixed" in page  # cells wrap inside the content column instead of scrolling
+    lowdata = "**lowdata scale**: 1 of 4 claims reproduced (1 reproduced, 1 not reproduced)"  # B1-B3 and A7
+    assert lowdata in scoreboard.summary(board)
     assert "**cpu scale**: 1 of 14 claims reproduced" in scoreboard.summary(board) and "1 reproduced as training failure" in \
         scoreboard.summary(board)
