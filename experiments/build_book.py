@@ -81,6 +81,26 @@ def copy_mathjax(target: Path) -> bool:
     return True
 
 
+def add_myst_downloads(html: Path) -> int:
+    """Each notebook page's download menu offers the chapter's MyST source (``_sources/book/<name>.md``) beside
+    the executed ``.ipynb`` the theme offers: the menu item is the theme's own, copied; returns the pages changed."""
+    changed = 0
+    for name in sources.names():
+        page = html / "book" / f"{name}.html"
+        anchor = f'<li><a href="../_sources/book/{name}.ipynb"'
+        text = page.read_text() if page.exists() else ""
+        if anchor not in text:
+            continue
+        shutil.copy(sources.source(name), html / "_sources" / "book" / f"{name}.md")
+        start = text.index(anchor)
+        end = text.index("</li>", start) + len("</li>")
+        item = (text[start:end].replace(f"{name}.ipynb", f"{name}.md").replace(">.ipynb<", ">.md (MyST source)<")
+                .replace('title="Download source file"', 'title="Download the MyST Markdown source"'))
+        page.write_text(text[:end] + "\n" + item + text[end:])
+        changed += 1
+    return changed
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--executed", default=str(root() / "_build" / "executed"))
@@ -96,6 +116,7 @@ def main(argv=None) -> int:
         return result.returncode
     if not copy_mathjax(root() / "_build" / "html" / "_static" / "mathjax") and args.strict:
         return 1
+    add_myst_downloads(root() / "_build" / "html")
     print(f"\nThe book is at {root() / '_build' / 'html' / 'index.html'}")
     return 0
 

@@ -15,7 +15,8 @@
 //   - a status badge (span.badge-status) whose text/background contrast is below 4.5 (WCAG AA; computed from
 //     getComputedStyle), in the theme's light and dark modes (pydata-sphinx-theme: localStorage "mode"/"theme",
 //     read into <html data-theme> as the page loads),
-// and each chapter page must offer its executed notebook (.ipynb) for download from the book itself.
+// and each chapter page must offer its executed notebook (.ipynb) and its MyST source (.md) for download from the
+// book itself.
 // A screenshot of each page goes to _build/screenshots/ (paths printed for the CI log). Finally a probe page
 // loads the MathJax that _config.yml names, renders inline and display maths, and is held to the same rules,
 // so the local MathJax is checked even while no chapter has mathematics; and the search page must find "Hessian".
@@ -274,7 +275,20 @@ async function checkDownload(page) {
     } catch (e) { return { error: String(e) }; }
   }, href);
   if (got.error || got.status !== 200) return [`notebook download ${href} failed: ${got.error || `HTTP ${got.status}`}`];
-  return got.outputs ? [] : [`notebook download ${href} is not executed (${got.code} code cells, none with outputs)`];
+  if (!got.outputs) return [`notebook download ${href} is not executed (${got.code} code cells, none with outputs)`];
+  // and the chapter's MyST Markdown source (experiments/build_book.py adds it to the same menu)
+  const md = await page.evaluate(async () => {
+    const a = [...document.querySelectorAll('a[href]')].find((l) => /_sources\/.*\.md$/.test(l.getAttribute('href')));
+    if (!a) return null;
+    const u = new URL(a.getAttribute('href'), document.baseURI).href;
+    try {
+      const r = await fetch(u);
+      return { u, status: r.status, myst: r.ok && (await r.text()).startsWith('---\njupytext:') };
+    } catch (e) { return { u, error: String(e) }; }
+  });
+  if (!md) return ['no download of the MyST source (.md) on the page'];
+  if (md.error || md.status !== 200) return [`MyST source download ${md.u} failed: ${md.error || `HTTP ${md.status}`}`];
+  return md.myst ? [] : [`MyST source download ${md.u} is not a jupytext MyST notebook`];
 }
 
 async function checkReading(page, rel) {
