@@ -266,7 +266,25 @@ def table(frame: pd.DataFrame, value: str = "test accuracy %") -> "pd.io.formats
             cols[label if label not in cols else f"{label} ({c})"] = values
         if pd.api.types.is_numeric_dtype(d[c]) and not pd.api.types.is_bool_dtype(d[c]):
             numeric.append(len(cols) - 1)
-    shown = pd.DataFrame(cols)
+    return _styled(pd.DataFrame(cols), numeric)
+
+
+def curvature_tables(traces: pd.DataFrame, eigenvalues: pd.DataFrame) -> tuple:
+    """:func:`hessreg.report.compare`'s traces and :func:`hessreg.report.eigenvalues` for readers (two Stylers): model
+    and layer as columns, no index; each trace beside its standard error ("tr H ± se") to two significant digits
+    of the typical se; the NME's share tr N / tr H to 2 decimals; eigenvalues to 3 significant digits."""
+    d = traces.reset_index()
+    cols = {"model": list(d["model"]), "layer": [str(v) for v in d["layer"]]}
+    for k in ("H", "G", "N"):
+        cols[f"tr {k} (± se)"] = _mean_sd(d[f"tr {k}"], d[f"± {k}"], percent=False)
+    cols["tr N / tr H"] = [_number(v, 2) for v in d["tr N / tr H"]]
+    eig = {"model": list(eigenvalues.index)} | {c: [_number(v, None) for v in eigenvalues[c]] for c in eigenvalues}
+    return (_styled(pd.DataFrame(cols), list(range(2, 6))),
+            _styled(pd.DataFrame(eig), list(range(1, len(eig)))))
+
+
+def _styled(shown: pd.DataFrame, numeric: list[int]) -> "pd.io.formats.style.Styler":
+    """The reader-table look: no index, headers left and wrapping, cells on one line, numbers right-aligned."""
     styles = [{"selector": "th", "props": "text-align: left; vertical-align: bottom"}]
     styles += [{"selector": "td", "props": "white-space: nowrap"}]  # cells on one line; headers wrap
     if numeric:  # numbers right-aligned

@@ -140,3 +140,22 @@ def test_the_landscape_figure_fits_the_column(tmp_path):
     texts = legend_texts(fig)
     assert texts and all(t.get_fontsize() >= 9 for t in texts)
     plt.close("all")
+
+
+def test_curvature_tables_show_each_trace_with_its_standard_error():
+    """The report's traces as a reader table: model and layer as columns, "trace ± se" to the se's resolution
+    (two significant digits of the typical se), the NME's share, and the eigenvalues to 3 significant digits."""
+    index = pd.MultiIndex.from_tuples([("relu", "1"), ("relu", "total"), ("gelu", "1"), ("gelu", "total")],
+                                      names=["model", "layer"])
+    traces = pd.DataFrame({"tr H": [57.4723, 184.1178, 78.8328, 230.0], "± H": [1.986, 6.67, 2.81, 7.0],
+                           "tr G": [57.4723, 184.1178, 59.8614, 200.0], "± G": [1.986, 6.67, 2.51, 6.0],
+                           "tr N": [0.0, 0.0, 18.9713, 30.0], "± N": [0.0, 0.0, 0.7269, 1.2]}, index=index)
+    traces["tr N / tr H"] = traces["tr N"] / traces["tr H"]
+    eig = pd.DataFrame({"λ1(H)": [35.40304, 44.544578], "λ1(G)": [35.377941, 44.466225]}, index=["relu", "gelu"])
+    t, e = plots.curvature_tables(traces, eig)
+    shown, top = t.data, e.data
+    assert list(shown.columns) == ["model", "layer", "tr H (± se)", "tr G (± se)", "tr N (± se)", "tr N / tr H"]
+    assert shown["tr H (± se)"].tolist() == ["57.5 ± 2.0", "184.1 ± 6.7", "78.8 ± 2.8", "230.0 ± 7.0"]
+    assert shown["tr N / tr H"].tolist() == ["0.00", "0.00", "0.24", "0.13"]
+    assert top.to_dict("list") == {"model": ["relu", "gelu"], "λ1(H)": ["35.4", "44.5"], "λ1(G)": ["35.4", "44.5"]}
+    assert "index" not in t.to_html() and "reader-table" in t.to_html()
