@@ -36,9 +36,7 @@ def scoreboard(verdicts: Path | None = None) -> pd.DataFrame:
                           "registered": v.get("registered_reading"), "statistic": v.get("statistic", "")}
         rows.append(row)
     board = pd.DataFrame(rows)
-    scale_bound = board["claim"].map(lambda c: not CLAIMS[c].scale_free)  # a scale-free claim opens no column
-    empty = [s for s in SCOREBOARD_SCALES if not board.loc[scale_bound, s].map(lambda v: isinstance(v, dict)).any()]
-    return board.drop(columns=empty)
+    return board.drop(columns=[s for s in SCOREBOARD_SCALES if s not in _columns(board)])
 
 
 # Badge colours: white or near-black text on fills chosen for a contrast ratio ≥ 4.5 (WCAG AA) in both themes.
