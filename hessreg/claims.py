@@ -15,7 +15,10 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+from IPython.display import Markdown, display
 
+from . import verdict_figure
 from .repo import build_dir, write_atomic
 from .stats import STATUSES, Part, combine
 
@@ -132,12 +135,36 @@ class Verdict:
 
 
 class Verdicts(list):
-    """A claim's verdicts at several scales, shown one after the other."""
+    """A claim's verdicts at several scales. In a notebook: their picture (:mod:`hessreg.verdict_figure`), then
+    one line per scale — the status and each part's — with the statistics, rules and run counts folded below."""
 
     def markdown(self) -> str:
         return "\n\n".join(v.markdown() for v in self)
 
-    _repr_markdown_ = markdown
+    def brief(self) -> str:
+        """The claim, one line per scale, and :meth:`markdown` in a folded ``<details>`` block."""
+        if not self:
+            return ""
+        c = self[0].claim
+        lines = [f"**Claim {c.id}.** {c.statement}", ""]
+        for v in self:
+            parts = "; ".join(f"({i}) {p.what}: {p.status}" for i, p in enumerate(v.parts, 1))
+            line = f"- **{v.scale}: {v.status}.** {parts or v.statistic}".rstrip(".") + "."
+            if v.other_reading:
+                line += (f" Under the rules registered with the {v.scale} scale ({v.other_reading['registered']}): "
+                         f"**{v.other_reading['status']}** (both readings are in the details).")
+            lines.append(line)
+        return "\n".join(lines + ["", "<details><summary>Statistics, rules and runs per cell</summary>", "",
+                                   self.markdown(), "", "</details>"])
+
+    _repr_markdown_ = brief
+
+    def _ipython_display_(self) -> None:
+        fig = verdict_figure.figure(self)
+        if fig is not None:
+            display(fig)
+            plt.close(fig)
+        display(Markdown(self.brief()))
 
 
 # ------------------------------------------------------------------------------------- the papers' claims

@@ -18,6 +18,11 @@ from .landscape import Boundary
 
 WIDTH = 7.0  # inches: the content column (about 690 CSS pixels in a 1280-pixel window) at ~100 pixels per inch
 LEGEND_PT = 10  # legend text, pt (≥ 9 stays legible at WIDTH)
+# Status colours (the scoreboard's badges, the verdict pictures): white or near-black text on fills chosen for a
+# contrast ratio ≥ 4.5 (WCAG AA) in both themes.
+BADGES = {"reproduced": ("#1a7f37", "#ffffff"), "reproduced as training failure": ("#9a6700", "#ffffff"),
+          "not reproduced": ("#cf222e", "#ffffff"), "inconclusive": ("#57606a", "#ffffff"),
+          "not testable": ("#6639ba", "#ffffff"), "not evaluated": ("#d0d7de", "#1f2328")}
 
 
 def style() -> None:

@@ -21,7 +21,9 @@ from . import chapters, paper_b, stats
 from .claims import CLAIMS, Verdict
 from .landscape import area_within, max_nme_off_boundaries, nme_mass_within, quadratic_residual
 from .paper_b import settings_table
-from .stats import Interval, Part, _directional, _directional_rule, combine, slope
+from .paper_b import matches as _is
+from .stats import (Interval, Part, _directional, _directional_band, _directional_rule, combine,
+                    slope)
 
 RULE_FILES = ("stats.py", "rules.py")
 
@@ -134,9 +136,12 @@ def beats_best(best: pd.DataFrame, method: str, what: str, *, min_effect: float 
     a = best[best["method"] == method].set_index("seed")["acc"]
     b = best[best["method"] == rival].set_index("seed")["acc"]
     iv = Interval.of((a - b).dropna())
-    return Part(what, _directional(iv, "above", min_effect), f"{name(method, method)} − {name(rival, rival)} (the "
+    status = _directional(iv, "above", min_effect)
+    return Part(what, status, f"{name(method, method)} − {name(rival, rival)} (the "
                 f"rival with the best validation accuracy), test accuracy: {iv.text()}",
-                _directional_rule("above", min_effect), iv.mean, iv.se)
+                _directional_rule("above", min_effect), iv.mean, iv.se,
+                cells=[iv.cell(f"{name(method, method)} − {name(rival, rival)}", status)],
+                band=_directional_band("above", min_effect))
 
 
 def flatter(best: pd.DataFrame, method: str, metric: str, what: str, *, min_effect: float = 5.0,
@@ -147,7 +152,7 @@ def flatter(best: pd.DataFrame, method: str, metric: str, what: str, *, min_effe
     iteration returns the eigenvalue largest in magnitude) cannot be compared and is reported."""
     name = (labels or {}).get
     own = best[best["method"] == method].set_index("seed")[metric]
-    rows, statuses, ivs = [], [], []
+    rows, statuses, ivs, cells = [], [], [], []
     for other, g in best[best["method"] != method].groupby("method", sort=False):
         ref = g.set_index("seed")[metric]
         if (own <= 0).any() or (ref <= 0).any():
@@ -157,12 +162,13 @@ def flatter(best: pd.DataFrame, method: str, metric: str, what: str, *, min_effe
         iv = Interval.of((100 * (own / ref - 1)).dropna())
         statuses.append(_directional(iv, "below", min_effect))
         ivs.append(iv)
+        cells.append(iv.cell(f"against {name(other, other)}", statuses[-1]))
         rows.append(f"{name(other, other)}: {iv.mean:+.1f} % [{iv.lo95:+.1f}, {iv.hi95:+.1f}]")
     status = combine(statuses)
     mean = float(np.mean([iv.mean for iv in ivs])) if ivs else math.nan
     return Part(what, status, f"change of {metric} per seed, mean and 95 % interval, against each method: "
                 + "; ".join(rows), _directional_rule("below", min_effect, "%") + " — against every method",
-                mean, math.nan, "% (mean over methods)")
+                mean, math.nan, "% (mean over methods)", cells=cells, band=_directional_band("below", min_effect))
 
 
 # ----------------------------------------------------------------------------- A7: the landscape
@@ -201,14 +207,6 @@ def nme_landscape(fig7, scale: str, band: float = 3.0, mass: float = 0.9, max_ar
 
 
 # ------------------------------------------------------------------------------------- one rule per claim
-
-def _is(df: pd.DataFrame, **eq) -> pd.Series:
-    """The rows whose columns equal the given values."""
-    mask = pd.Series(True, index=df.index)
-    for column, value in eq.items():
-        mask &= df[column] == value
-    return mask
-
 
 def s1(r) -> list[Part]:
     df, v = r.outcomes(), r.params["verdict"]
@@ -297,11 +295,11 @@ def a8(r) -> list[Part]:
     lo, hi = min(df["beta"]), max(df["beta"])
     falls = slope(df, psam, "beta", "PSAM − SGD falls as β grows", baseline=sgd, direction="below",
                   min_effect=v["min_effect"], healthy_only=True)
-    failure, failed = stats.failure_rates(df, psam & (df["beta"] == hi), psam & (df["beta"] == lo), "beta", [lo, hi],
-                                          "below", (f"PSAM at β = {hi:g}", f"PSAM at β = {lo:g}"))
+    failure, failed, failures = stats.failure_rates(df, psam & (df["beta"] == hi), psam & (df["beta"] == lo), "beta",
+                                                    [lo, hi], "below", (f"PSAM at β = {hi:g}", f"PSAM at β = {lo:g}"))
     if falls.status not in ("reproduced", "not evaluated") and failed:
         falls.status = "reproduced as training failure"
-    falls.failure = failure
+    falls.failure, falls.failures = failure, failures
     return [stats.control(df, psam & (df["beta"] == lo), sgd & (df["beta"] == lo), None, [],
                           f"control: PSAM beats SGD at β = {lo:g}", names=("PSAM", "SGD")),
             slope(df, sgd, "beta", "SGD flat in β", tolerance=v["slope_tolerance"]), falls]

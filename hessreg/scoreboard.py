@@ -11,6 +11,7 @@ import pandas as pd
 
 from .chapters import has_params, load_params
 from .claims import CLAIMS, verdicts_dir
+from .plots import BADGES
 
 SCOREBOARD_SCALES = ("cpu", "noisy", "noisy_cnn", "lowdata", "full", "paper")
 NOT_RUN = "not run"  # the claim's chapter has no grid at that scale (no parameter file): nothing to evaluate
@@ -39,10 +40,6 @@ def scoreboard(verdicts: Path | None = None) -> pd.DataFrame:
     return board.drop(columns=[s for s in SCOREBOARD_SCALES if s not in _columns(board)])
 
 
-# Badge colours: white or near-black text on fills chosen for a contrast ratio ≥ 4.5 (WCAG AA) in both themes.
-BADGES = {"reproduced": ("#1a7f37", "#ffffff"), "reproduced as training failure": ("#9a6700", "#ffffff"),
-          "not reproduced": ("#cf222e", "#ffffff"), "inconclusive": ("#57606a", "#ffffff"),
-          "not testable": ("#6639ba", "#ffffff"), "not evaluated": ("#d0d7de", "#1f2328")}
 STYLE = """<style>
 table.scoreboard {width: 100%; table-layout: fixed; border-collapse: collapse; font-size: 0.9em}
 table.scoreboard th, table.scoreboard td {padding: 0.3em 0.4em; vertical-align: top; overflow-wrap: break-word;

@@ -31,7 +31,7 @@ of this rule code each scale was registered with (:mod:`hessreg.rules`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -49,7 +49,9 @@ ALPHA = 0.05  # one-sided Fisher exact test of failure rates
 @dataclass
 class Part:
     """One tested part of a claim: its status, the statistic (with numbers), the rule, the headline effect
-    (``effect`` ± ``se`` in ``unit``) and the run outcome counts per cell."""
+    (``effect`` ± ``se`` in ``unit``) and the run outcome counts per cell. For the verdict's picture the same
+    numbers as data: ``cells`` (one interval per grid value, :meth:`Interval.cell`), ``band`` (the effects too
+    small to matter, or the equivalence tolerance, in ``unit``) and ``failures`` (:func:`failure_rates`)."""
 
     what: str
     status: str
@@ -61,6 +63,9 @@ class Part:
     counts: str = ""
     failure: str = ""  # the failure-rate finding of a degradation, beside the graded one
     control: bool = False  # a positive control: the claim is not testable unless it is reproduced
+    cells: list[dict] = field(default_factory=list)
+    band: tuple[float, float] | None = None
+    failures: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.status not in STATUSES:
@@ -168,6 +173,12 @@ class Interval:
         t90 = _t.t.ppf(0.95, n - 1) if n > 1 else math.nan
         return cls(mean, se, n, mean - t95 * se, mean + t95 * se, mean - t90 * se, mean + t90 * se)
 
+    def cell(self, at: str, status: str) -> dict:
+        """This interval at grid value ``at`` with its ``status``, as data (non-finite numbers as None)."""
+        nums = {k: getattr(self, k) for k in ("mean", "se", "lo95", "hi95", "lo90", "hi90")}
+        return {"at": at, "status": status, "n": self.n} | {k: float(v) if math.isfinite(v) else None
+                                                             for k, v in nums.items()}
+
     def text(self, unit: str = "pp") -> str:
         return (f"D = {self.mean:+.2f} {unit}, SE {self.se:.2f}, 95 % interval [{self.lo95:+.2f}, "
                 f"{self.hi95:+.2f}], n = {self.n} seeds")
@@ -179,6 +190,11 @@ def _directional(iv: Interval, direction: str, min_effect: float) -> str:
         return "inconclusive"
     lo, hi = (iv.lo95, iv.hi95) if direction == "above" else (-iv.hi95, -iv.lo95)
     return "reproduced" if lo > 0 else "not reproduced" if hi < min_effect else "inconclusive"
+
+
+def _directional_band(direction: str, min_effect: float) -> tuple[float, float]:
+    """The effects a directional rule reads as too small to matter: between 0 and the smallest effect."""
+    return (-min_effect, 0.0) if direction == "below" else (0.0, min_effect)
 
 
 def _directional_rule(direction: str, min_effect: float, unit: str = "pp") -> str:
@@ -225,24 +241,20 @@ def _arm(d: pd.DataFrame, arm: Arm, over: str, v) -> pd.DataFrame:
     return pd.DataFrame({"acc": acc, "bad": sum(failing) == len(parts), "healthy": sum(failing) == 0})
 
 
-def differences(d: pd.DataFrame, a: Arm, b: Arm, over: str, values: Sequence, *,
-                leave_out_chance: bool = True) -> tuple[pd.DataFrame, list, list]:
-    """Per-seed differences a − b at each grid value (a seeds × values frame), the values left out because
-    both arms collapsed or diverged in every seed (with ``leave_out_chance``; an equivalence keeps them: there the
-    arms agree), and the missing cells (``(value, arm)``)."""
-    cols, skipped, missing = {}, [], []
+def differences(d: pd.DataFrame, a: Arm, b: Arm, over: str, values: Sequence) -> tuple[pd.DataFrame, list]:
+    """Per-seed differences a − b at each grid value (a seeds × values frame; every run counts, failures at
+    chance: an equivalence keeps values where both arms fail, since there the arms agree), and the missing cells
+    (``(value, arm)``)."""
+    cols, missing = {}, []
     for v in values:
         xa, xb = _arm(d, a, over, v), _arm(d, b, over, v)
         if xa.empty or xb.empty:
             missing += [(v, name) for name, x in (("a", xa), ("b", xb)) if x.empty]
             continue
-        if leave_out_chance and xa["bad"].all() and xb["bad"].all():
-            skipped.append(v)
-            continue
         cols[v] = xa["acc"] - xb["acc"]
     diff = pd.DataFrame(cols)
     missing += [(v, "seed") for v in diff.columns if diff[v].isna().any()]
-    return diff, skipped, missing
+    return diff, missing
 
 
 def _counts(d: pd.DataFrame, arms: dict[str, Arm], over: str, values: Sequence) -> str:
@@ -280,9 +292,11 @@ def compare(d: pd.DataFrame, a: Arm, b: Arm, over: str | None, values: Sequence,
     ivs = {v: Interval.of(x) for v, x in per.items() if len(x) >= MIN_PAIRS}
     st = {v: _directional(iv, direction, min_effect) for v, iv in ivs.items()}
     graded = combine(list(st.values())) if st else "inconclusive"
-    failure, failed = failure_rates(d, a, b, over, values, direction, names)
+    failure, failed, failures = failure_rates(d, a, b, over, values, direction, names)
     status = "reproduced" if graded == "reproduced" else "reproduced as training failure" if failed else graded
     at = (lambda v: "") if over == "_cell" else (lambda v: f"{over.removeprefix('hp_')} = {_label(v)}: ")
+    cells = [ivs[v].cell(at(v).removesuffix(": "), st[v]) if v in ivs else
+             {"at": at(v).removesuffix(": "), "status": "not testable", "n": len(per[v])} for v in per]
     text = "; ".join(f"{at(v)}{iv.text()} → {st[v]}" for v, iv in ivs.items())
     blind = [_label(v) for v in per if v not in ivs] if over != "_cell" else ["the one cell"] * (not ivs)
     text += (f"; not testable (fewer than {MIN_PAIRS} seeds healthy in both arms): {', '.join(blind)}" if blind
@@ -290,24 +304,26 @@ def compare(d: pd.DataFrame, a: Arm, b: Arm, over: str | None, values: Sequence,
     effect = float(np.mean([iv.mean for iv in ivs.values()])) if ivs else math.nan
     return Part(what, status, f"graded, {names[0]} − {names[1]} among healthy pairs: {text or 'no testable value'} "
                 f"→ {graded}", rule, effect, ivs[next(iter(ivs))].se if len(ivs) == 1 else math.nan,
-                counts=counts, failure=failure)
+                counts=counts, failure=failure, cells=cells, band=_directional_band(direction, min_effect),
+                failures=failures)
 
 
 def failure_rates(d: pd.DataFrame, a: Arm, b: Arm, over: str, values: Sequence, direction: str,
-                  names: tuple[str, str]) -> tuple[str, bool]:
-    """Failing runs (not healthy) of each arm over ``values``, and whether arm ``a`` fails more (``below``; fewer:
-    ``above``) than ``b`` by a one-sided Fisher exact test at :data:`ALPHA`. Arms of several masks: not tested."""
+                  names: tuple[str, str]) -> tuple[str, bool, dict]:
+    """Failing runs (not healthy) of each arm over ``values``, whether arm ``a`` fails more (``below``; fewer:
+    ``above``) than ``b`` by a one-sided Fisher exact test at :data:`ALPHA`, and the counts as data. Arms of
+    several masks: not tested."""
     if not (isinstance(a, pd.Series) and isinstance(b, pd.Series)):
-        return "", False
+        return "", False, {}
     cells = [d[m & d[over].isin(list(values))]["outcome"] for m in (a, b)]
     (fa, na), (fb, nb) = ((int((c != "healthy").sum()), len(c)) for c in cells)
     if not na or not nb:
-        return "", False
+        return "", False, {}
     p = _t.fisher_exact([[fa, na - fa], [fb, nb - fb]], alternative="greater" if direction == "below" else "less")[1]
     shown = p < ALPHA
     return (f"failures {names[0]} {fa}/{na}, {names[1]} {fb}/{nb}; one-sided Fisher exact p = {p:.2g} → "
             f"{'more failures in ' + (names[0] if direction == 'below' else names[1]) if shown else 'no difference shown'}"
-            ), bool(shown)
+            ), bool(shown), {"names": list(names), "failed": [fa, fb], "runs": [na, nb], "p": float(p)}
 
 
 def control(d: pd.DataFrame, a: pd.Series, b: pd.Series, over: str | None, values: Sequence, what: str, *,
@@ -323,9 +339,9 @@ def control(d: pd.DataFrame, a: pd.Series, b: pd.Series, over: str | None, value
     if xa.empty or xb.empty or set(xa.index) != set(xb.index):
         return Part(what, "not evaluated", "missing runs", rule, control=True)
     iv = Interval.of(xa - xb)
-    return Part(what, "reproduced" if iv.n > 1 and iv.lo95 > 0 else "not reproduced",
-                f"{names[0]} − {names[1]}{_over(over or '_cell', values)}: {iv.text()}", rule, iv.mean, iv.se,
-                control=True)
+    status = "reproduced" if iv.n > 1 and iv.lo95 > 0 else "not reproduced"
+    return Part(what, status, f"{names[0]} − {names[1]}{_over(over or '_cell', values)}: {iv.text()}", rule, iv.mean,
+                iv.se, control=True, cells=[iv.cell(f"{names[0]} − {names[1]}", status)], band=(0.0, 0.0))
 
 
 def equivalent(d: pd.DataFrame, a: Arm, b: Arm, over: str | None, values: Sequence, what: str, *, tolerance: float,
@@ -336,22 +352,23 @@ def equivalent(d: pd.DataFrame, a: Arm, b: Arm, over: str | None, values: Sequen
     cannot tell the conditions apart: then a passing part is inconclusive."""
     d, over, values = _grid(d, over, values)
     counts = _counts(d, dict(zip(names, (a, b))), over, values)
-    diff, _, missing = differences(d, a, b, over, values, leave_out_chance=False)
+    diff, missing = differences(d, a, b, over, values)
     rule = _equivalence_rule(tolerance)
     if missing:
         return Part(what, "not evaluated", f"missing cells: {missing}", rule, counts=counts)
     iv = Interval.of(diff.mean(axis=1))
     status = _equivalent(iv, tolerance)
     stat = f"{names[0]} − {names[1]}{_over(over, values)}: {iv.text()}, 90 % interval [{iv.lo90:+.2f}, {iv.hi90:+.2f}]"
+    cells = [iv.cell(f"{names[0]} − {names[1]}", status)]
     if contrast is not None:
-        other = Interval.of(differences(d, contrast[0], contrast[1], over, values, leave_out_chance=False)[0]
-                            .mean(axis=1))
+        other = Interval.of(differences(d, contrast[0], contrast[1], over, values)[0].mean(axis=1))
         passes = _equivalent(other, tolerance) == "reproduced"
+        cells.append(other.cell(f"the same for {contrast[2]}", "contrast: passes" if passes else "contrast: fails"))
         stat += (f"; the same test for {contrast[2]}: {other.text()}, 90 % interval [{other.lo90:+.2f}, "
                  f"{other.hi90:+.2f}] → {'passes too: the tolerance cannot tell them apart' if passes else 'fails'}")
         rule += f"; inconclusive if {contrast[2]} passes the same test"
         status = "inconclusive" if passes and status == "reproduced" else status
-    return Part(what, status, stat, rule, iv.mean, iv.se, counts=counts)
+    return Part(what, status, stat, rule, iv.mean, iv.se, counts=counts, cells=cells, band=(-tolerance, tolerance))
 
 
 def slope(d: pd.DataFrame, arm: pd.Series, x: str, what: str, *, baseline: pd.Series | None = None,
@@ -378,7 +395,9 @@ def slope(d: pd.DataFrame, arm: pd.Series, x: str, what: str, *, baseline: pd.Se
     iv = Interval.of(slopes)
     means = ", ".join(f"{_label(v)}: {m:.2f}" for v, m in a.mean().items())
     status = _equivalent(iv, tolerance) if tolerance is not None else _directional(iv, direction, min_effect)
-    return Part(what, status, f"slope {iv.text(unit)} (means by {x}: {means})", rule, iv.mean, iv.se, unit)
+    band = (-tolerance, tolerance) if tolerance is not None else _directional_band(direction, min_effect)
+    return Part(what, status, f"slope {iv.text(unit)} (means by {x}: {means})", rule, iv.mean, iv.se, unit,
+                cells=[iv.cell("slope", status)], band=band)
 
 
 def stable(d: pd.DataFrame, arm: pd.Series, over: str, what: str) -> Part:

@@ -16,7 +16,7 @@ SCIENCE = {"data", "sizes", "activations", "models", "curvature", "estimators", 
            "report"}
 RUNS = {"config", "provenance", "train", "results", "sweep", "distributed"}
 BOOK_LAYER = {"chapters", "claims", "rules", "stats", "paper_b", "plots", "book", "calibration", "scoreboard",
-              "sources"}
+              "sources", "verdict_figure"}
 LAYERS = [LEAVES, SCIENCE, RUNS, BOOK_LAYER]  # each may import its own layer and those before it
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
 
