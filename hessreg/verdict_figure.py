@@ -27,15 +27,15 @@ def colour(status: str) -> str:
     return CONTRAST.get(status) or BADGES.get(status, BADGES["not evaluated"])[0]
 
 
-def panels(verdicts: Sequence) -> list[tuple[str, str, tuple | None, list[tuple[str, Part]]]]:
-    """One panel per part of the claim that carries intervals: its name, unit, band and ``(scale, part)`` rows;
+def panels(verdicts: Sequence) -> list[tuple[str, str, list[tuple[str, Part]]]]:
+    """One panel per part of the claim that carries intervals: its name, unit and ``(scale, part)`` rows;
     parts are matched across scales by position (the same rule makes the same parts)."""
     out = []
     for i in range(max((len(v.parts) for v in verdicts), default=0)):
         rows = [(v.scale, v.parts[i]) for v in verdicts if i < len(v.parts) and v.parts[i].cells]
         if rows:
             part = rows[0][1]
-            out.append((f"({i + 1}) {part.what}", part.unit, part.band, rows))
+            out.append((f"({i + 1}) {part.what}", part.unit, rows))
     return out
 
 
@@ -62,32 +62,37 @@ def figure(verdicts: Sequence):
     heights = [len(_rows(rows)) * ROW_IN + PANEL_IN for *_, rows in shown]
     fig, axes = plt.subplots(len(shown), 1, figsize=(WIDTH, sum(heights)), squeeze=False, layout="constrained",
                              gridspec_kw={"height_ratios": heights})
-    for ax, (title, unit, band, rows) in zip(axes[:, 0], shown):
-        _panel(ax, title, unit, band, _rows(rows))
+    for ax, (title, unit, rows) in zip(axes[:, 0], shown):
+        _panel(ax, title, unit, _rows(rows))
     statuses = sorted({c["status"] for *_, rows in shown for _, c, _, _ in _rows(rows)},
                       key=lambda s: list(BADGES).index(s) if s in BADGES else len(BADGES))
     handles = [Line2D([], [], color=colour(s), marker="o", lw=2, label=s) for s in statuses]
     handles += [Line2D([], [], color="0.3", lw=4, label="90 % interval"),
                 Line2D([], [], color="0.3", lw=1.2, label="95 % interval")]
-    if any(b is not None and b[0] < b[1] for *_, b, _ in shown):
+    if any(p.band is not None and p.band[0] < p.band[1] for *_, rows in shown for _, p in rows):
         handles.append(Patch(color="0.85", label="too small to matter / within tolerance"))
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=9, frameon=False)
     return fig
 
 
-def _panel(ax, title: str, unit: str, band: tuple | None, cells: list) -> None:
+def _panel(ax, title: str, unit: str, cells: list) -> None:
+    """One part's rows; each scale's rows over that scale's own band (its thresholds may differ)."""
     n = len(cells)
-    if band is not None and band[0] < band[1]:
-        ax.axvspan(*band, color="0.85", zorder=0)
     ax.axvline(0, color="0.4", lw=0.8, zorder=1)
+    bands = [p.band for _, _, p, _ in cells if p.band is not None]
+    ends = [b for band in bands for b in band]
     finite = [x for _, c, _, _ in cells for x in (c.get("lo95"), c.get("hi95"), c.get("mean")) if _finite(x)]
-    lo, hi = (min(finite + list(band or ()) + [0.0]), max(finite + list(band or ()) + [0.0])) if finite else (-1, 1)
+    lo, hi = (min(finite + ends + [0.0]), max(finite + ends + [0.0])) if finite else (-1, 1)
     pad = 0.06 * (hi - lo or 1.0)
     ax.set_xlim(lo - pad, hi + pad)
-    width = max((abs(b) for b in band or ()), default=0.0)
+    width = min((max(abs(b) for b in band) for band in bands if band[0] < band[1]), default=0.0)
     if width and hi - lo > 20 * width:  # an interval far outside the band: keep the band readable
         ax.set_xscale("symlog", linthresh=width)
-        ax.set_xlim(min(lo * 1.4, -width), max(hi * 1.4, width))
+        left, right = min(lo * 1.4, -width), max(hi * 1.4, width)
+        ax.set_xlim(left, right)
+        decades = [10.0 ** k for k in range(math.ceil(math.log10(width)), 6) if 10.0 ** k > 2 * width]
+        ticks = [-width, 0.0, width] + [t * sign for t in decades for sign in (-1, 1)]
+        ax.set_xticks(sorted(t for t in ticks if left <= t <= right))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
     labels = []
     for y, (scale, c, part, first) in zip(range(n - 1, -1, -1), cells):
@@ -104,6 +109,9 @@ def _panel(ax, title: str, unit: str, band: tuple | None, cells: list) -> None:
         if first:
             if y < n - 1:
                 ax.axhline(y + 0.5, color="0.6", lw=0.6)
+            rows = len(part.cells)
+            if part.band is not None and part.band[0] < part.band[1]:
+                ax.fill_betweenx([y - rows + 0.5, y + 0.5], *part.band, color="0.85", zorder=0, lw=0)
             ax.annotate(f"→ {part.status}", (1.01, y), xycoords=("axes fraction", "data"), fontsize=9, va="center",
                         ha="left", color=colour(part.status), weight="bold", annotation_clip=False)
             if part.failures:

@@ -68,8 +68,8 @@ def test_one_panel_per_part_with_intervals_one_row_per_cell_coloured_by_status()
     assert len(points) == 4
     assert {to_hex(ln.get_color()) for ln in points} == {verdict_figure.colour("reproduced"),
                                                          verdict_figure.colour("not reproduced")}
-    band = [p for p in ax.patches if p.get_xy() is not None]
-    assert band, "the smallest effect of interest is shaded"
+    shaded = [c.get_paths()[0].get_extents() for c in ax.collections]  # one band per scale, at its rows
+    assert [(b.x0, b.x1) for b in shaded] == [(-1.0, 0.0)] * 2 and shaded[0].y0 > shaded[1].y1 - 1e-9
     notes = [t.get_text() for t in ax.texts]
     assert notes.count("→ not reproduced") == 2 and any(n.startswith("failed: a 0/8, b 0/8") for n in notes)
     assert verdict_figure.figure(claims.Verdicts([verdict("cpu", still)])) is None
