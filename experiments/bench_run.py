@@ -28,8 +28,10 @@ from hessreg.train import run  # noqa: E402
 
 # (function name, file suffix) → part of the run, as train.run calls it: the optimizer step through the scheduler's
 # wrapper of it, the test evaluation through torch.no_grad's decorator
-PARTS = {"method steps": ("_step", "hessreg/steps.py"), "optimizer step": ("wrapper", "torch/optim/lr_scheduler.py"),
-         "batches": ("train_batches", "hessreg/data.py"), "evaluation": ("decorate_context", "torch/utils/_contextlib.py")}
+PARTS = {"method steps": ("_step", "hessreg/steps.py"),
+         "optimizer step": ("wrapper", "torch/optim/lr_scheduler.py"),
+         "batches": ("train_batches", "hessreg/data.py"),
+         "evaluation": ("decorate_context", "torch/utils/_contextlib.py")}
 SAMPLE = {"02_sam_vs_psam": ("sgd", "sam", "psam"), "06_trace_penalties": ("gn_trace", "hessian_trace")}
 
 

@@ -22,13 +22,16 @@ BAD = [  # (script, arguments): each a mistake the checks name, caught before an
     ("sweep.py", [CHAPTER, "--set", "epochs=three"]),
     ("run.py", ["nonexistent"]),
     ("run.py", [CHAPTER, "-p", "epochs", "three"]),
+    ("verdicts.py", ["--scales", "nonexistent"]),
+    ("bench_run.py", ["--scale", "nonexistent"]),
 ]
 
 
 @pytest.mark.parametrize("script, args", BAD, ids=lambda v: " ".join(v) if isinstance(v, list) else v)
 def test_a_user_error_is_one_line_and_status_2(script, args, tmp_path):
     # should a check let the mistake through: --dry-run trains nothing, --out and the store are scratch folders
-    extra = ["--dry-run"] if script == "sweep.py" else ["--out", str(tmp_path)]
+    extra = {"sweep.py": ["--dry-run"], "verdicts.py": [str(tmp_path / "verdicts")]}.get(script,
+                                                                                       ["--out", str(tmp_path)])
     env = os.environ | {"HESSREG_STORE": str(tmp_path / "store")}
     proc = subprocess.run([sys.executable, str(REPO / "experiments" / script), *args, *extra], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
