@@ -238,7 +238,7 @@ def _arm(d: pd.DataFrame, arm: Arm, over: str, v) -> pd.DataFrame:
         raise ValueError(f"an arm has several runs of one seed at {over} = {v}: make its mask more specific")
     acc = sum(p["acc"] for p in parts) / len(parts)
     failing = [(p["outcome"] != "healthy").astype(int) for p in parts]
-    return pd.DataFrame({"acc": acc, "bad": sum(failing) == len(parts), "healthy": sum(failing) == 0})
+    return pd.DataFrame({"acc": acc, "healthy": sum(failing) == 0})
 
 
 def differences(d: pd.DataFrame, a: Arm, b: Arm, over: str, values: Sequence) -> tuple[pd.DataFrame, list]:

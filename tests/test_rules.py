@@ -58,7 +58,7 @@ def test_a_reregistration_after_the_runs_keeps_the_other_reading():
                 assert trained <= saved, f"{scale}: no stored verdict under the other rules for {trained - saved}"
 
 
-# the parts' fields that only the picture reads: added by the fdf7ecab63ce0174 re-registration
+# the parts' fields that only the picture reads: added by the 2016df66d134a71a re-registration
 DATA_ONLY = {"cells", "band", "failures"}
 
 
