@@ -12,7 +12,8 @@ Flat modules, one idea each, in three layers; imports point one way, down (tests
 - **the book** — ``chapters`` (each chapter's parameters and runs), ``claims`` (the papers' claims and their
   verdicts), ``stats`` (the verdicts' statistics), ``paper_b`` (Paper B's tables), ``plots``, ``book`` (what a
   chapter notebook needs besides the science: parameters, the records shown, figures), ``calibration`` (the scales'
-  appendices), ``scoreboard``, ``sources`` (the chapters' MyST Markdown sources, as notebooks).
+  appendices), ``scoreboard``, ``sources`` (the chapters' MyST Markdown sources, as notebooks),
+  ``verdict_figure`` (a verdict's numbers as a picture), ``rules`` (one verdict rule per claim).
 
 Two leaves any layer may use: ``repo`` (the project root, the code's commit, atomic writes) and ``typecheck``.
 """
