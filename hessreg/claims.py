@@ -146,7 +146,7 @@ class Verdicts(list):
         if not self:
             return ""
         c = self[0].claim
-        lines = [f"**Claim {c.id}.** {c.statement}", ""]
+        lines = [f"**Claim {c.id}.** {c.statement} *The paper:* {c.paper}", ""]
         for v in self:
             parts = "; ".join(f"({i}) {p.what}: {p.status}" for i, p in enumerate(v.parts, 1))
             line = f"- **{v.scale}: {v.status}.** {parts or v.statistic}".rstrip(".") + "."
