@@ -27,21 +27,22 @@ def colour(status: str) -> str:
     return CONTRAST.get(status) or BADGES.get(status, BADGES["not evaluated"])[0]
 
 
-def panels(verdicts: Sequence) -> list[tuple[str, str, list[tuple[str, Part]]]]:
-    """One panel per part of the claim that carries intervals: its name, unit and ``(scale, part)`` rows;
-    parts are matched across scales by position (the same rule makes the same parts)."""
+def panels(verdicts: Sequence) -> list[tuple[str, str, list[tuple[str, dict, Part, bool]]]]:
+    """One panel per part of the claim that carries intervals: its name, unit and rows, one per cell as (scale,
+    cell, part, first cell of its scale); parts are matched across scales by position (the same rule makes the
+    same parts)."""
     out = []
     for i in range(max((len(v.parts) for v in verdicts), default=0)):
-        rows = [(v.scale, v.parts[i]) for v in verdicts if i < len(v.parts) and v.parts[i].cells]
-        if rows:
-            part = rows[0][1]
-            out.append((f"({i + 1}) {part.what}", part.unit, rows))
+        parts = [(v.scale, v.parts[i]) for v in verdicts if i < len(v.parts) and v.parts[i].cells]
+        if parts:
+            rows = [(scale, c, part, j == 0) for scale, part in parts for j, c in enumerate(part.cells)]
+            out.append((f"({i + 1}) {parts[0][1].what}", parts[0][1].unit, rows))
     return out
 
 
-def _rows(rows: list[tuple[str, Part]]) -> list[tuple[str, dict, Part, bool]]:
-    """Every cell as (scale, cell, part, first cell of its scale)."""
-    return [(scale, c, part, j == 0) for scale, part in rows for j, c in enumerate(part.cells)]
+def _shaded(band: tuple | None) -> bool:
+    """Whether a part's band covers an interval (a control's band is the zero line alone)."""
+    return band is not None and band[0] < band[1]
 
 
 def _failures(f: dict) -> str:
@@ -59,17 +60,17 @@ def figure(verdicts: Sequence):
     shown = panels(verdicts)
     if not shown:
         return None
-    heights = [len(_rows(rows)) * ROW_IN + PANEL_IN for *_, rows in shown]
+    heights = [len(rows) * ROW_IN + PANEL_IN for *_, rows in shown]
     fig, axes = plt.subplots(len(shown), 1, figsize=(WIDTH, sum(heights)), squeeze=False, layout="constrained",
                              gridspec_kw={"height_ratios": heights})
     for ax, (title, unit, rows) in zip(axes[:, 0], shown):
-        _panel(ax, title, unit, _rows(rows))
-    statuses = sorted({c["status"] for *_, rows in shown for _, c, _, _ in _rows(rows)},
+        _panel(ax, title, unit, rows)
+    statuses = sorted({c["status"] for *_, rows in shown for _, c, _, _ in rows},
                       key=lambda s: list(BADGES).index(s) if s in BADGES else len(BADGES))
     handles = [Line2D([], [], color=colour(s), marker="o", lw=2, label=s) for s in statuses]
     handles += [Line2D([], [], color="0.3", lw=4, label="90 % interval"),
                 Line2D([], [], color="0.3", lw=1.2, label="95 % interval")]
-    if any(p.band is not None and p.band[0] < p.band[1] for *_, rows in shown for _, p in rows):
+    if any(_shaded(p.band) for *_, rows in shown for _, _, p, _ in rows):
         handles.append(Patch(color="0.85", label="too small to matter / within tolerance"))
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=9, frameon=False)
     return fig
@@ -79,13 +80,13 @@ def _panel(ax, title: str, unit: str, cells: list) -> None:
     """One part's rows; each scale's rows over that scale's own band (its thresholds may differ)."""
     n = len(cells)
     ax.axvline(0, color="0.4", lw=0.8, zorder=1)
-    bands = [p.band for _, _, p, _ in cells if p.band is not None]
+    bands = [p.band for _, _, p, _ in cells if _shaded(p.band)]
     ends = [b for band in bands for b in band]
     finite = [x for _, c, _, _ in cells for x in (c.get("lo95"), c.get("hi95"), c.get("mean")) if _finite(x)]
     lo, hi = (min(finite + ends + [0.0]), max(finite + ends + [0.0])) if finite else (-1, 1)
     pad = 0.06 * (hi - lo or 1.0)
     ax.set_xlim(lo - pad, hi + pad)
-    width = min((max(abs(b) for b in band) for band in bands if band[0] < band[1]), default=0.0)
+    width = min((max(abs(b) for b in band) for band in bands), default=0.0)
     if width and hi - lo > 20 * width:  # an interval far outside the band: keep the band readable
         ax.set_xscale("symlog", linthresh=width)
         left, right = min(lo * 1.4, -width), max(hi * 1.4, width)
@@ -110,7 +111,7 @@ def _panel(ax, title: str, unit: str, cells: list) -> None:
             if y < n - 1:
                 ax.axhline(y + 0.5, color="0.6", lw=0.6)
             rows = len(part.cells)
-            if part.band is not None and part.band[0] < part.band[1]:
+            if _shaded(part.band):
                 ax.fill_betweenx([y - rows + 0.5, y + 0.5], *part.band, color="0.85", zorder=0, lw=0)
             ax.annotate(f"→ {part.status}", (1.01, y), xycoords=("axes fraction", "data"), fontsize=9, va="center",
                         ha="left", color=colour(part.status), weight="bold", annotation_clip=False)
