@@ -6,7 +6,9 @@ and beside SGD's forward + backward, in the same interleaved rounds.
 For PSAM (∇L + ρ H∇L/‖∇L‖ by double backward) the passes are a forward, a backward that keeps its graph
 (``create_graph=True``) and a backward through that graph (the Hessian-vector product); for the Hessian-trace
 penalty (∇(L + σ² vᵀHv)) a forward with BatchNorm in elementary ops, a backward keeping its graph, a Hessian-vector
-product keeping its graph, and a backward through all of it (third order). What a step spends beyond its passes
+product keeping its graph, and a backward through all of it (third order); for NSO (k = 1, two-sided) one normal
+draw per weight and two forward + backward passes (at θ ± U; the bare passes run at θ, which costs the same). What
+a step spends beyond its passes
 is its arithmetic around them (norms, sums, the probe); the passes themselves are the floor of the method as it
 is computed — exact reverse-mode products, whose float rounding the committed records depend on. Ratios are to
 the SGD passes (forward + backward) of the same model, batch and memory format.
@@ -25,8 +27,9 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from experiments.timing import time_interleaved  # noqa: E402
+from hessreg import allocator  # noqa: E402
 from hessreg.models import batchnorm_mode, build_model  # noqa: E402
-from hessreg.steps import hessian_trace_step, psam_step, sgd_step, trainable  # noqa: E402
+from hessreg.steps import hessian_trace_step, nso_step, psam_step, sgd_step, trainable  # noqa: E402
 
 
 def passes(model, x, y) -> dict:
@@ -57,6 +60,13 @@ def passes(model, x, y) -> dict:
             est = sum((a * b).sum() for a, b in zip(v, hv))
             torch.autograd.grad(loss + 1e-3 * est, params)
 
+    def nso_passes():
+        for p in params:
+            p.grad = None
+        [torch.randn_like(p).mul_(0.01) for p in params]
+        for _ in range(2):
+            F.cross_entropy(model(x), y).backward()
+
     def step(fn, **hp):
         def one():
             for p in params:
@@ -67,7 +77,8 @@ def passes(model, x, y) -> dict:
     return {"forward": forward, "sgd passes (forward + backward)": sgd_passes, "sgd step": step(sgd_step),
             "backward keeping its graph": grad_with_graph, "psam passes": psam_passes,
             "psam step": step(psam_step, rho=0.1), "hessian_trace passes": hessian_trace_passes,
-            "hessian_trace step": step(hessian_trace_step, sigma2=1e-3, n_probes=1)}
+            "hessian_trace step": step(hessian_trace_step, sigma2=1e-3, n_probes=1), "nso passes": nso_passes,
+            "nso step": step(nso_step, sigma=0.01, k=1, two_sided=True, lam=0.0)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -82,6 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    retained = allocator.retain_freed_memory()  # as training runs (hessreg.allocator)
     load_start = os.getloadavg()
     torch.manual_seed(0)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
@@ -92,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
     base = ms["sgd passes (forward + backward)"]
     out = {"model": args.model, "activation": args.activation, "batch_size": args.batch_size,
            "memory_format": "channels_last" if args.channels_last else "nchw", "threads": args.threads,
-           "iters": args.iters, "ms": ms, "ratio_to_sgd_passes": {k: v / base for k, v in ms.items()},
+           "iters": args.iters, "allocator": "retained" if retained else "glibc defaults", "ms": ms, "ratio_to_sgd_passes": {k: v / base for k, v in ms.items()},
            "load_avg": {"start": load_start, "end": os.getloadavg(), "cpus": os.cpu_count()},
            "versions": {"torch": torch.__version__, "python": platform.python_version()}}
     for k, v in ms.items():

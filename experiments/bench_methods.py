@@ -10,6 +10,8 @@ with CUDA events, on the CPU with ``time.perf_counter``; the median over rounds 
 ≤ 2.1×; PSAM, PUSAM, GN-PSAM and the GN-trace penalty ≤ 4×; the Hessian-trace penalty ≤ 8× — on the small convnets
 (``cnn-…``, issue 24) ≤ 3× and ≤ 6×. Every method that misses its goal is then profiled (``torch.profiler``, a few
 steps in its faster format) and the profile's top operators go into the JSON, with the machine's load average.
+On the CPU the process keeps freed memory as training does (``hessreg.allocator``; ``--allocator glibc`` measures
+glibc's defaults instead), and each method's minor page faults per step go into the JSON.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 from pathlib import Path
 
@@ -25,6 +28,7 @@ import torchvision
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hessreg import allocator  # noqa: E402
 from hessreg.methods import METHODS, check_method  # noqa: E402
 from hessreg.models import CLOSED_FORM_DEVICES, build_model  # noqa: E402
 from experiments.timing import time_interleaved  # noqa: E402
@@ -52,6 +56,14 @@ def profile_top_ops(fn, device, steps: int = 3, top: int = 8) -> list[dict]:
     rows = sorted(rows, key=lambda r: getattr(r, key), reverse=True)[:top]
     return [{"op": r.key, "input_shapes": str(r.input_shapes)[:120], "self_ms_per_step": getattr(r, key) / 1e3 / steps,
              "share": getattr(r, key) / total, "calls_per_step": r.count / steps} for r in rows]
+
+
+def page_faults_per_step(fn, steps: int = 3) -> float:
+    """Minor page faults of this process per call of ``fn`` (pages the kernel maps and zero-fills on first touch)."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(steps):
+        fn()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps
 
 
 def _step_fn(model, opt, method, hparams, x, y):
@@ -91,9 +103,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--profile-steps", type=int, default=3,
                    help="steps profiled of each method that misses its goal (0: no profile)")
+    p.add_argument("--allocator", choices=("retained", "glibc"), default="retained",
+                   help="CPU: keep freed memory in the process as training does (hessreg.allocator), or glibc's "
+                        "defaults")
     p.add_argument("--out", default=None, help="write the result as JSON here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    retained = args.allocator == "retained" and args.device == "cpu" and allocator.retain_freed_memory()
     goals = goals_for(args.model)
     load_start = os.getloadavg()
     if args.closed_form_bn_on_cuda:
@@ -134,6 +150,8 @@ def main(argv: list[str] | None = None) -> dict:
                          "meets_goal": None if name not in goals else ms / sgd_ms <= goals[name]}
         if device.type == "cuda":
             results[name]["peak_mem_gib"] = peak[name, fmt]
+        else:
+            results[name]["minflt_per_step"] = page_faults_per_step(steps[name, fmt])
         print(f"{name:22s} {ms:9.2f} ms  {ms / sgd_ms:6.2f}× SGD  ({fmt})"
               + (f"  (goal ≤ {goals[name]}×)" if name in goals else ""), flush=True)
     load_timed = os.getloadavg()
@@ -150,6 +168,7 @@ def main(argv: list[str] | None = None) -> dict:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
         "tf32": args.tf32 if device.type == "cuda" else None,
         "closed_form_bn_devices": sorted(CLOSED_FORM_DEVICES),
+        "allocator": None if device.type == "cuda" else ("retained" if retained else "glibc defaults"),
         "sgd_ms": variants,
         "denominator": {"memory_format": sgd_fmt, "ms": sgd_ms},
         "methods": results,

@@ -24,6 +24,9 @@ BAD = [  # (script, arguments): each a mistake the checks name, caught before an
     ("run.py", [CHAPTER, "-p", "epochs", "three"]),
     ("verdicts.py", ["--scales", "nonexistent"]),
     ("bench_run.py", ["--scale", "nonexistent"]),
+    ("bench_layout.py", ["--scale", "nonexistent"]),
+    ("bench_layout.py", ["--variants", "glibc,tcmalloc"]),
+    ("bench_layout.py", ["--variants", "retained+nhwc"]),
 ]
 
 

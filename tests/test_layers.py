@@ -11,7 +11,7 @@ from hessreg import sources
 
 PACKAGE = Path(hessreg.__file__).parent
 
-LEAVES = {"repo", "typecheck"}
+LEAVES = {"repo", "typecheck", "allocator"}
 SCIENCE = {"data", "sizes", "activations", "models", "curvature", "estimators", "steps", "methods", "landscape",
            "report"}
 RUNS = {"config", "provenance", "train", "results", "sweep", "distributed"}

@@ -223,3 +223,17 @@ def test_attestations_roundtrip(tmp_path, monkeypatch):
     provenance.attest("abc", here)
     provenance.attest("abc", here)  # once per signature
     assert provenance.attested("abc") == [provenance.signature(here)]
+
+
+def test_channels_last_trains_the_same_convnet_in_another_rounding(one_thread):
+    """memory_format='channels_last' is the same computation in another float rounding: its own key (the default
+    leaves every stored key where it was), channels_last weights, and results close to NCHW's."""
+    nchw = hr.Config(**TINY | dict(model="cnn-4-8-16-bn", activation="gelu", method="psam"))
+    cl = nchw.replace(memory_format="channels_last")
+    assert "memory_format" not in nchw.canonical() and cl.key != nchw.key
+    a, (b, model) = train.run(nchw), train.run(cl, return_model=True)
+    conv = [p for p in model.parameters() if p.dim() == 4][-1]  # the second convolution: more than one input channel
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    for ea, eb in zip(a.history, b.history):
+        assert ea["train_loss"] == pytest.approx(eb["train_loss"], rel=1e-4)
+    assert abs(a.test_acc - b.test_acc) <= 1 / 128  # at most one of the 128 test images flips
