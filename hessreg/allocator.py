@@ -10,8 +10,9 @@ threshold to 1 GiB, so freed pages stay mapped and the next step reuses them.
 
 It changes where buffers live, not what is computed: PyTorch aligns every CPU buffer to 64 bytes whichever way the
 memory was obtained, and the committed records rerun bit for bit with it (``tests/test_train.py``). The price is
-that a process keeps its peak heap until it exits. Settings a user made with glibc's own environment variables
-(``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``) are left alone, and off glibc this does nothing.
+that a process keeps its peak heap until it exits. Settings a user made through glibc's own environment
+(``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, ``glibc.malloc`` tunables in ``GLIBC_TUNABLES``) are left
+alone, and off glibc this does nothing.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def retain_freed_memory() -> bool:
 
 
 def _set_thresholds() -> bool:
-    if any(name in os.environ for name in USER_SETTINGS):
+    if any(name in os.environ for name in USER_SETTINGS) or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     name = ctypes.util.find_library("c")
     try:

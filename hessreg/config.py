@@ -75,8 +75,9 @@ class Config:
     label_noise: float = 0.0  # fraction of training labels replaced by a wrong class, drawn per seed (symmetric
     # noise, data.symmetric_label_noise); validation and test labels stay clean
     memory_format: str = "nchw"  # a convnet's 4-D weights, and so its activations: NCHW or channels_last. The same
-    # maths in another float rounding (so part of the key); on the CPU channels_last convnet steps are ~1.2–1.4x
-    # faster, except the Hessian-trace penalty's (results/bench/methods_cpu_cnn-16-32-128-bn_b128.json)
+    # maths in another float rounding (so part of the key); on the CPU channels_last convnet steps are 1.1–1.3x
+    # faster alone, the Hessian-trace penalty's not (results/bench/methods_cpu_cnn-16-32-128-bn_b128.json), and
+    # whole runs a few percent (results/bench/layout_noisy_cnn_variants.json)
 
     def __post_init__(self):
         if isinstance(self.measure, list):  # YAML and JSON give lists

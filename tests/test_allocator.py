@@ -44,8 +44,8 @@ print(json.dumps({"retained": retained, "faults": sorted(per_step)[4], "total": 
 
 
 def _python(code: str, *args: str, env: dict | None = None):
-    """The last line of ``code``'s output as JSON, run in a fresh interpreter without the caller's MALLOC_ settings."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    """The last line of ``code``'s output as JSON, run in a fresh interpreter without the caller's malloc settings."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
     out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True,
                          env=clean | (env or {}))
     return json.loads(out.stdout.splitlines()[-1])
@@ -82,6 +82,7 @@ def test_the_users_own_malloc_settings_are_left_alone():
     code = "import json; from hessreg import allocator; print(json.dumps(allocator.retain_freed_memory()))"
     assert _python(code) is _glibc()
     assert _python(code, env={"MALLOC_TRIM_THRESHOLD_": "131072"}) is False
+    assert _python(code, env={"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=131072"}) is False
 
 
 def test_the_layout_benchmark_trains_the_same_records_under_both_allocators(tmp_path):
