@@ -122,7 +122,7 @@ def main(argv=None) -> dict | None:
     ap.add_argument("--variants", default="retained",
                     help=f"comma-separated, alternated: an allocator ({', '.join(ALLOCATORS)}), optionally "
                          "+channels_last (see the module docstring); the first is the baseline")
-    ap.add_argument("--repeats", type=int, default=1, help="rounds of every (layout, allocator)")
+    ap.add_argument("--repeats", type=int, default=1, help="rounds of every (layout, variant)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
