@@ -207,7 +207,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, default=None, help="write the record as JSON here")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    retained = a.device == "cpu" and allocator.retain_freed_memory()  # as training runs (hessreg.allocator)
+    if a.device == "cpu":
+        allocator.retain_freed_memory()  # as training runs (hessreg.allocator)
     record = run_benchmark(a.model, a.device, a.batch_sizes, a.warmup, a.iters, a.image_size, a.in_channels,
                            activation=a.activation, cuda_graphs=not a.no_cuda_graphs, tf32=not a.no_tf32,
                            probe_batch=a.probe_batch)
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"double backward {r['hv_double_backward_over_sgd']:.2f}×, curvlinops "
               f"{r['hv_curvlinops_over_sgd']:.2f}× SGD; fastest SGD {r['sgd_fastest']} "
               f"{r['times_ms'][r['sgd_fastest']]:.2f} ms; failed: {sorted(r['failed']) or 'none'}")
-    record["allocator"] = None if a.device != "cpu" else ("retained" if retained else "glibc defaults")
+    record["allocator"] = None if a.device != "cpu" else allocator.describe()
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(record, indent=2))

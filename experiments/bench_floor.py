@@ -8,10 +8,9 @@ For PSAM (∇L + ρ H∇L/‖∇L‖ by double backward) the passes are a forwar
 penalty (∇(L + σ² vᵀHv)) a forward with BatchNorm in elementary ops, a backward keeping its graph, a Hessian-vector
 product keeping its graph, and a backward through all of it (third order); for NSO (k = 1, two-sided) one normal
 draw per weight and two forward + backward passes (at θ ± U; the bare passes run at θ, which costs the same). What
-a step spends beyond its passes
-is its arithmetic around them (norms, sums, the probe); the passes themselves are the floor of the method as it
-is computed — exact reverse-mode products, whose float rounding the committed records depend on. Ratios are to
-the SGD passes (forward + backward) of the same model, batch and memory format.
+a step spends beyond its passes is its arithmetic around them (norms, sums, the probe); the passes themselves are
+the floor of the method as it is computed — exact reverse-mode products, whose float rounding the committed
+records depend on. Ratios are to the SGD passes (forward + backward) of the same model, batch and memory format.
 """
 from __future__ import annotations
 
@@ -93,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    retained = allocator.retain_freed_memory()  # as training runs (hessreg.allocator)
+    allocator.retain_freed_memory()  # as training runs (hessreg.allocator)
     load_start = os.getloadavg()
     torch.manual_seed(0)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
@@ -104,7 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
     base = ms["sgd passes (forward + backward)"]
     out = {"model": args.model, "activation": args.activation, "batch_size": args.batch_size,
            "memory_format": "channels_last" if args.channels_last else "nchw", "threads": args.threads,
-           "iters": args.iters, "allocator": "retained" if retained else "glibc defaults", "ms": ms, "ratio_to_sgd_passes": {k: v / base for k, v in ms.items()},
+           "iters": args.iters, "allocator": allocator.describe(), "ms": ms,
+           "ratio_to_sgd_passes": {k: v / base for k, v in ms.items()},
            "load_avg": {"start": load_start, "end": os.getloadavg(), "cpus": os.cpu_count()},
            "versions": {"torch": torch.__version__, "python": platform.python_version()}}
     for k, v in ms.items():

@@ -152,15 +152,14 @@ def main(argv=None) -> dict | None:
                     store = kept.setdefault(a, f"{tmp}/{spec}-{a}") if r == 0 else tempfile.mkdtemp(dir=tmp)
                     seconds = layout(p, t, a, store)
                     busy = run_seconds(store)
-                    row = entry["variants"].setdefault(a, {"wall_s": [], "runs_per_hour": [], "run_s": [],
-                                                           "runs_per_hour_busy": []})
-                    row["wall_s"].append(seconds)
-                    row["runs_per_hour"].append(3600 * len(runs) / seconds)
-                    row["run_s"].append(busy)
-                    row["runs_per_hour_busy"].append(p * 3600 * len(runs) / busy)
+                    now = {"wall_s": seconds, "runs_per_hour": 3600 * len(runs) / seconds, "run_s": busy,
+                           "runs_per_hour_busy": p * 3600 * len(runs) / busy}
+                    row = entry["variants"].setdefault(a, {k: [] for k in now})
+                    for k, v in now.items():
+                        row[k].append(v)
                     print(f"{p} process(es) × {t} thread(s), {a}: {seconds:.0f} s for {len(runs)} runs → "
-                          f"{3600 * len(runs) / seconds:.0f} runs/hour; the runs themselves {busy:.0f} s → "
-                          f"{p * 3600 * len(runs) / busy:.0f} runs/hour with every process busy", flush=True)
+                          f"{now['runs_per_hour']:.0f} runs/hour; the runs themselves {busy:.0f} s → "
+                          f"{now['runs_per_hour_busy']:.0f} runs/hour with every process busy", flush=True)
             if len(kept) > 1:
                 entry["records"] = compare(kept, runs)
                 for metric in ("runs_per_hour", "runs_per_hour_busy"):

@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default=None, help="write the result as JSON here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    retained = args.allocator == "retained" and args.device == "cpu" and allocator.retain_freed_memory()
+    if args.allocator == "retained" and args.device == "cpu":
+        allocator.retain_freed_memory()
     goals = goals_for(args.model)
     load_start = os.getloadavg()
     if args.closed_form_bn_on_cuda:
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
         "tf32": args.tf32 if device.type == "cuda" else None,
         "closed_form_bn_devices": sorted(CLOSED_FORM_DEVICES),
-        "allocator": None if device.type == "cuda" else ("retained" if retained else "glibc defaults"),
+        "allocator": None if device.type == "cuda" else allocator.describe(),
         "sgd_ms": variants,
         "denominator": {"memory_format": sgd_fmt, "ms": sgd_ms},
         "methods": results,

@@ -31,31 +31,27 @@ _state: bool | None = None  # None: not tried yet in this process
 def retain_freed_memory() -> bool:
     """Raise glibc's mmap and trim thresholds for this process (once; later calls return the first answer).
 
-    Returns whether the thresholds are now this module's: False off glibc, or where the user set either threshold
-    through its environment variable."""
+    Returns whether the thresholds are now this module's: False off glibc, or where the user set them through
+    glibc's environment (module docstring)."""
     global _state
     if _state is None:
         _state = _set_thresholds()
     return _state
 
 
+def describe() -> str:
+    """This process's setting, as a benchmark's JSON records it: "retained" or "glibc defaults"."""
+    return "retained" if _state else "glibc defaults"
+
+
 def _set_thresholds() -> bool:
     if any(name in os.environ for name in USER_SETTINGS) or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
         return False
-    name = ctypes.util.find_library("c")
     try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError, TypeError):  # no C library by that name, or one without mallopt (macOS)
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        libc.gnu_get_libc_version  # glibc's own: tells glibc from a libc whose mallopt ignores these (musl)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):  # no C library by that name, or not glibc (macOS has no mallopt)
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    # mallopt returns 1 on success; glibc's gnu_get_libc_version tells glibc from a libc that ignores these
-    return bool(_is_glibc(name) and mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
-                and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1)
-
-
-def _is_glibc(name: str | None) -> bool:
-    try:
-        ctypes.CDLL(name).gnu_get_libc_version
-    except (OSError, AttributeError, TypeError):
-        return False
-    return True
+    return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
